@@ -1,0 +1,45 @@
+# edgefleet: one Makefile, the same targets on a laptop and in CI.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format typecheck bench clean system-deps
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "need $(PY) (Debian: apt-get install python3 python3-venv)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the tests use as real peers: ffmpeg (ffprobe reads MP4 over HTTP), curl.
+system-deps:
+	@if ! command -v ffprobe >/dev/null || ! command -v curl >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg curl >/dev/null; \
+		else \
+			echo "install ffmpeg and curl: sudo apt-get install ffmpeg curl"; exit 1; \
+		fi; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/python -m edge.demo
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.edge
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,117 @@
+"""The edge server's configuration: one frozen object, loaded from TOML once at start-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgefleet import config as cfgload
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    """Where workers accept connections."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    backlog: int = 1024
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    """Signed-URL verification. Disabling it must be said explicitly (`required = false`)."""
+
+    required: bool = True
+    keyring: str = ""
+    # Refuse tokens not bound to the client's address.
+    require_client_binding: bool = False
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Per-connection limits against broken and hostile clients."""
+
+    max_header_bytes: int = 8192
+    header_timeout_s: float = 10.0
+    keep_alive_timeout_s: float = 15.0
+    # A client that reads nothing for this long is cut off (slow-read attacks).
+    send_timeout_s: float = 60.0
+    max_connections_per_worker: int = 10_000
+    max_pipelined_requests: int = 32
+    max_ranges: int = 16
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """Everything `edgefleet edge serve` needs."""
+
+    index: str = "/var/lib/edgefleet/index"
+    disks: tuple[str, ...] = ("/srv/edgefleet/disk0",)
+    # 0 means one worker per CPU core.
+    workers: int = 0
+    runtime_dir: str = "/run/edgefleet"
+    access_log: str = ""  # path; empty disables the access log
+    drain_timeout_s: float = 30.0
+    fd_cache_size: int = 4096
+    # Send the response header as its own TCP segment instead of coalescing it with the first
+    # body bytes (see docs/edge.md: helps 64 KiB ranges on loopback, costs small ranges).
+    header_separate_segment: bool = False
+    # Use os.sendfile for bodies; false forces the pread+send fallback (also used on TLS or
+    # filesystems where sendfile fails).
+    sendfile: bool = True
+    uvloop: bool = True
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    tokens: TokenConfig = field(default_factory=TokenConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    def validate(self) -> None:
+        """Reject values that cannot work, naming the key."""
+        if not self.disks:
+            raise ValueError("'disks' must list at least one disk root")
+        if self.workers < 0:
+            raise ValueError("'workers' must be >= 0")
+        if not 0 <= self.listen.port <= 65535:
+            raise ValueError("'listen.port' must be 0..65535")
+        if self.tokens.required and not self.tokens.keyring:
+            raise ValueError("'tokens.keyring' is required while 'tokens.required' is true")
+        if self.limits.max_header_bytes < 256:
+            raise ValueError("'limits.max_header_bytes' must be at least 256")
+        if self.limits.max_ranges < 1:
+            raise ValueError("'limits.max_ranges' must be at least 1")
+        for key in ("header_timeout_s", "keep_alive_timeout_s", "send_timeout_s"):
+            if getattr(self.limits, key) <= 0:
+                raise ValueError(f"'limits.{key}' must be positive")
+
+    @property
+    def worker_count(self) -> int:
+        """Workers to run: the configured number, or one per core."""
+        return self.workers or os.cpu_count() or 1
+
+
+def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> EdgeConfig:
+    """Load and validate an edge configuration file."""
+    conf = cfgload.load(EdgeConfig, path, overrides)
+    # Relative paths are relative to the config file, so a config directory can move as a unit.
+    if path is not None:
+        base = Path(path).resolve().parent
+
+        def fix(p: str) -> str:
+            return p if not p or os.path.isabs(p) else str(base / p)
+
+        conf = _replace(
+            conf,
+            index=fix(conf.index),
+            disks=tuple(fix(d) for d in conf.disks),
+            runtime_dir=fix(conf.runtime_dir),
+            access_log=fix(conf.access_log),
+            tokens=_replace(conf.tokens, keyring=fix(conf.tokens.keyring)),
+        )
+    return conf
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)

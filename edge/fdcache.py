@@ -1,0 +1,135 @@
+"""Open file descriptors of served files, kept across requests, keyed by index generation.
+
+Opening a file costs an open, an fstat and a close per request; keeping descriptors open
+makes a request one LMDB read and one sendfile. An entry is valid only for the generation of
+the index record it was opened for: when the fill agent replaces or deletes a file, the record
+(and its generation) changes, and the next request reopens. Entries also carry the file's
+precomputed header block, so a response needs no per-request formatting of validators.
+
+A descriptor in use by a response in flight is never closed under it: eviction only unlinks
+the entry, and the last `release` closes it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+from collections import OrderedDict
+from collections.abc import Callable
+
+from edge.httpdate import format_http_date
+from edge.index import decode
+from edgefleet.models import ContentRecord
+
+_GEN_AT_16 = struct.Struct("<Q")  # a record's generation sits at byte 16 (see edge.index)
+
+
+class FileUnavailable(Exception):
+    """The indexed file cannot be served: `status` is 404 (missing) or 503 (disk trouble)."""
+
+    def __init__(self, status: int, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+
+
+class OpenFile:
+    """One open descriptor and what a response needs to know about its file."""
+
+    __slots__ = ("etag", "fd", "generation", "header_block", "last_modified", "record", "refs")
+
+    def __init__(self, fd: int, record: ContentRecord) -> None:
+        self.fd = fd
+        self.record = record
+        self.generation = record.generation
+        self.etag = f'"{record.checksum}"'
+        self.last_modified = record.install_time
+        # RFC 9110 §8.8.3 (ETag), §8.8.2 (Last-Modified), §14.3 (Accept-Ranges).
+        self.header_block = (
+            f"Content-Type: {record.content_type}\r\n"
+            f"ETag: {self.etag}\r\n"
+            f"Last-Modified: {format_http_date(record.install_time)}\r\n"
+            "Accept-Ranges: bytes\r\n"
+        ).encode("latin-1")
+        self.refs = 1  # the cache's own reference
+
+    def release(self) -> None:
+        """Drop one reference; the last one closes the descriptor."""
+        self.refs -= 1
+        if self.refs == 0:
+            os.close(self.fd)
+
+
+class FdCache:
+    """An LRU of `OpenFile`s by content id; `resolve_path` maps a record to its file path."""
+
+    def __init__(self, capacity: int, resolve_path: Callable[[ContentRecord], str]) -> None:
+        self.capacity = max(1, capacity)
+        self._resolve = resolve_path
+        self._entries: OrderedDict[bytes, OpenFile] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def acquire(self, key: bytes, raw_record: bytes) -> OpenFile:
+        """The open file for *key* at the generation in *raw_record*; call `release` after use.
+
+        Raises FileUnavailable when the file is missing, the wrong size or unreadable.
+        """
+        entry = self._entries.get(key)
+        if entry is not None:
+            if entry.generation == _GEN_AT_16.unpack_from(raw_record, 16)[0]:
+                self._entries.move_to_end(key)
+                entry.refs += 1
+                return entry
+            self._drop(key)
+        record = decode(key.decode(), raw_record)
+        entry = OpenFile(self._open(record), record)
+        self._entries[key] = entry
+        if len(self._entries) > self.capacity:
+            self._drop(next(iter(self._entries)))
+        entry.refs += 1
+        return entry
+
+    def invalidate(self, key: bytes) -> None:
+        """Forget *key* (its file failed while being served)."""
+        if key in self._entries:
+            self._drop(key)
+
+    def clear(self) -> None:
+        """Forget every entry (descriptors in use close when released)."""
+        for key in list(self._entries):
+            self._drop(key)
+
+    def _drop(self, key: bytes) -> None:
+        self._entries.pop(key).release()
+
+    def _open(self, record: ContentRecord) -> int:
+        try:
+            path = self._resolve(record)
+        except KeyError:
+            raise FileUnavailable(503, "disk_failed", f"disk {record.disk_id} is not available")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise FileUnavailable(404, "missing_file", f"{path}: indexed but missing") from None
+        except OSError as exc:
+            raise FileUnavailable(503, "disk_error", f"{path}: {exc.strerror}") from None
+        try:
+            size = os.fstat(fd).st_size
+        except OSError as exc:
+            os.close(fd)
+            raise FileUnavailable(503, "disk_error", f"{path}: {exc.strerror}") from None
+        if size != record.size:
+            # A half-written or truncated file must never be served as if whole.
+            os.close(fd)
+            raise FileUnavailable(
+                503, "size_mismatch", f"{path}: {size} bytes on disk, {record.size} indexed"
+            )
+        return fd
+
+
+def is_disk_error(exc: OSError) -> bool:
+    """True for errors that mean the disk, not the client, failed."""
+    return exc.errno in (errno.EIO, errno.ENXIO, errno.ENODEV, errno.ESTALE, errno.EROFS)

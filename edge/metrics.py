@@ -1,0 +1,220 @@
+"""Edge metrics: per-worker counters with no locks on the hot path, aggregated at scrape time.
+
+Each worker counts into plain Python ints and lists (a worker is one thread, so no lock is
+needed) and, once a second, writes a snapshot to `<runtime_dir>/metrics/worker-<slot>.json`
+(write to a temporary file, then rename: a reader never sees half a file). `/metrics`, served
+by whichever worker the scrape reaches, adds up every worker's snapshot and renders Prometheus
+text with prometheus_client. A worker that replaces a crashed one starts from its predecessor's
+counts, so counters never go backwards.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+
+# Request latency buckets in seconds: from a page-cache hit to a slow client.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class WorkerStats:
+    """Counters of one worker process."""
+
+    __slots__ = (
+        "bytes_sent",
+        "connections_open",
+        "connections_total",
+        "errors",
+        "latency_buckets",
+        "latency_count",
+        "latency_sum",
+        "requests",
+    )
+
+    def __init__(self) -> None:
+        self.requests: dict[int, int] = {}
+        self.bytes_sent = 0
+        self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.latency_count = 0
+        self.errors: dict[str, int] = {}
+        self.connections_open = 0
+        self.connections_total = 0
+
+    def observe(self, status: int, nbytes: int, seconds: float) -> None:
+        """Count one finished response."""
+        req = self.requests
+        req[status] = req.get(status, 0) + 1
+        self.bytes_sent += nbytes
+        self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+        self.latency_count += 1
+
+    def error(self, kind: str) -> None:
+        """Count one error of *kind* (e.g. `token_expired`, `missing_file`, `slow_header`)."""
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def to_json(self) -> dict[str, Any]:
+        """A snapshot for the metrics directory."""
+        return {
+            "requests": {str(k): v for k, v in self.requests.items()},
+            "bytes_sent": self.bytes_sent,
+            "latency_buckets": self.latency_buckets,
+            "latency_sum": self.latency_sum,
+            "latency_count": self.latency_count,
+            "errors": self.errors,
+            "connections_open": self.connections_open,
+            "connections_total": self.connections_total,
+        }
+
+    def resume_from(self, data: dict[str, Any]) -> None:
+        """Continue the counters of a predecessor in the same slot (gauges start afresh)."""
+        self.requests = {int(k): int(v) for k, v in data.get("requests", {}).items()}
+        self.bytes_sent = int(data.get("bytes_sent", 0))
+        buckets = data.get("latency_buckets", [])
+        if len(buckets) == len(self.latency_buckets):
+            self.latency_buckets = [int(b) for b in buckets]
+        self.latency_sum = float(data.get("latency_sum", 0.0))
+        self.latency_count = int(data.get("latency_count", 0))
+        self.errors = {str(k): int(v) for k, v in data.get("errors", {}).items()}
+        self.connections_total = int(data.get("connections_total", 0))
+
+
+def worker_file(runtime_dir: str | Path, slot: int) -> Path:
+    """Where worker *slot* writes its snapshot."""
+    return Path(runtime_dir) / "metrics" / f"worker-{slot}.json"
+
+
+def supervisor_file(runtime_dir: str | Path) -> Path:
+    """Where the supervisor writes its own counts (workers alive, restarts)."""
+    return Path(runtime_dir) / "metrics" / "supervisor.json"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write *data* to *path* so that readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A snapshot file, or None when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_worker_snapshots(runtime_dir: str | Path) -> list[dict[str, Any]]:
+    """Every worker snapshot in the metrics directory."""
+    out = []
+    for path in sorted((Path(runtime_dir) / "metrics").glob("worker-*.json")):
+        data = read_json(path)
+        if data is not None:
+            out.append(data)
+    return out
+
+
+class EdgeCollector:
+    """A prometheus_client collector over worker snapshots and appliance state."""
+
+    def __init__(
+        self,
+        snapshots: list[dict[str, Any]],
+        supervisor: dict[str, Any] | None,
+        index_stats: tuple[int, int] | None,
+        disks: Iterable[tuple[str, str, int | None, int | None]],
+        draining: bool,
+    ) -> None:
+        self.snapshots = snapshots
+        self.supervisor = supervisor or {}
+        self.index_stats = index_stats
+        self.disks = list(disks)  # (disk id, root, free bytes or None if failed, total)
+        self.draining = draining
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the metric families (prometheus_client calls this at render time)."""
+        p = "edgefleet_edge_"
+        requests = CounterMetricFamily(p + "requests", "HTTP responses by status", labels=["code"])
+        by_code: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        lat_sum = 0.0
+        sent = conns_open = conns_total = 0
+        for snap in self.snapshots:
+            for code, n in snap.get("requests", {}).items():
+                by_code[code] = by_code.get(code, 0) + int(n)
+            for kind, n in snap.get("errors", {}).items():
+                errors[kind] = errors.get(kind, 0) + int(n)
+            for i, n in enumerate(snap.get("latency_buckets", [])[: len(buckets)]):
+                buckets[i] += int(n)
+            lat_sum += float(snap.get("latency_sum", 0.0))
+            sent += int(snap.get("bytes_sent", 0))
+            conns_open += int(snap.get("connections_open", 0))
+            conns_total += int(snap.get("connections_total", 0))
+        for code in sorted(by_code):
+            requests.add_metric([code], by_code[code])
+        yield requests
+        yield CounterMetricFamily(p + "bytes_sent", "Bytes sent to clients", value=sent)
+        cumulative, acc = [], 0
+        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), buckets, strict=True):
+            acc += n
+            cumulative.append(("+Inf" if bound == float("inf") else repr(bound), acc))
+        yield HistogramMetricFamily(
+            p + "request_duration_seconds",
+            "Time from a complete request to its last byte handed to the kernel",
+            buckets=cumulative,
+            sum_value=lat_sum,
+        )
+        yield GaugeMetricFamily(p + "open_connections", "Client connections open", conns_open)
+        yield CounterMetricFamily(p + "connections", "Client connections accepted", conns_total)
+        err = CounterMetricFamily(p + "errors", "Errors by kind", labels=["kind"])
+        for kind in sorted(errors):
+            err.add_metric([kind], errors[kind])
+        yield err
+        yield GaugeMetricFamily(
+            p + "workers", "Worker processes alive", self.supervisor.get("workers_alive", 0)
+        )
+        yield CounterMetricFamily(
+            p + "worker_restarts", "Workers restarted after a crash",
+            self.supervisor.get("restarts", 0),
+        )
+        yield GaugeMetricFamily(p + "draining", "1 while the appliance drains", int(self.draining))
+        if self.index_stats is not None:
+            yield GaugeMetricFamily(p + "index_files", "Files in the index", self.index_stats[0])
+            yield GaugeMetricFamily(
+                p + "index_bytes", "Bytes of the files in the index", self.index_stats[1]
+            )
+        free = GaugeMetricFamily(p + "disk_free_bytes", "Free bytes per disk", labels=["disk"])
+        size = GaugeMetricFamily(p + "disk_size_bytes", "Size per disk", labels=["disk"])
+        up = GaugeMetricFamily(p + "disk_up", "1 when the disk is usable", labels=["disk", "root"])
+        for disk_id, root, free_b, total_b in self.disks:
+            up.add_metric([disk_id, root], 0 if free_b is None else 1)
+            if free_b is not None and total_b is not None:
+                free.add_metric([disk_id], free_b)
+                size.add_metric([disk_id], total_b)
+        yield free
+        yield size
+        yield up
+
+
+def render(collector: EdgeCollector) -> bytes:
+    """Prometheus text exposition of *collector*."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)  # type: ignore[arg-type]
+    return generate_latest(registry)

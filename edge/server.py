@@ -1,0 +1,683 @@
+"""The edge data path: one asyncio Protocol per connection, httptools to parse, sendfile to send.
+
+Per request the work is a dictionary lookup, an LMDB read, an HMAC, the pure range and
+conditional decisions (`edge.ranges`, `edge.conditional`), one `send` of precomputed header
+bytes and one `sendfile`. Nothing per request goes through a thread pool.
+
+Output bypasses the transport: the protocol writes to its own `dup()` of the socket, so that
+it can call `os.sendfile` directly and pass MSG_MORE on the header (the header then leaves in
+the same segment as the first body bytes). On EAGAIN it registers a writer on the dup'ed
+descriptor (uvloop refuses writers on descriptors its transports own) and pauses reading until
+the socket drains: never a busy loop, never a blocking call. The transport is used only for
+reading and closing, and its write buffer stays empty, so bytes can never be reordered.
+
+Connection states (for timeouts, checked once a second by the worker's sweep, see
+`edge.worker`):
+
+    idle ──first byte──▶ parsing ──message complete──▶ queued ──▶ sending ──done──▶ idle
+      └ keep_alive_timeout_s      └ header_timeout_s                  └ send_timeout_s
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+import socket
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final
+
+import httptools
+
+from edge import conditional, ranges
+from edge.fdcache import FileUnavailable, OpenFile
+from edge.responses import ALLOW, CLOSE, KEEP_ALIVE, SERVER, STATUS_LINE, simple_head
+from edgefleet import tokens
+
+if TYPE_CHECKING:
+    from edge.worker import Worker
+
+CONTENT_ID_B: Final = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Request headers the edge acts on or logs; the rest are parsed and dropped.
+WANTED: Final = frozenset(
+    (
+        b"range",
+        b"if-range",
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"referer",
+        b"user-agent",
+    )
+)
+CONDITIONAL: Final = (
+    b"if-match",
+    b"if-none-match",
+    b"if-modified-since",
+    b"if-unmodified-since",
+    b"if-range",
+)
+MSG_MORE: Final = getattr(socket, "MSG_MORE", 0)
+SENDFILE_MAX: Final = 1 << 30
+FALLBACK_CHUNK: Final = 256 * 1024
+LINGER_S: Final = 2.0
+# sendfile cannot be used on this file or socket: fall back to pread + send.
+_NO_SENDFILE: Final = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP)
+
+IDLE, PARSING, LINGER = 0, 1, 2
+
+
+class _Reject(Exception):
+    """Raised from a parser callback to refuse the request with `status`."""
+
+
+class Request:
+    """One parsed request, waiting for its response."""
+
+    __slots__ = ("headers", "keep_alive", "method", "minor", "received", "target")
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: dict[bytes, bytes],
+        keep_alive: bool,
+        minor: int,
+        received: float,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.minor = minor
+        self.received = received
+
+
+class EdgeProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.loop = worker.loop
+        self.limits = worker.config.limits
+        # Per-connection state
+        self.transport: Any = None
+        self.sock: socket.socket | None = None
+        self.sockfd = -1
+        self.peer = "-"
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: deque[Request | tuple[int, str]] = deque()
+        self.state = IDLE
+        self.since = time.monotonic()  # when the current state began
+        self.closed = False
+        self.peer_eof = False
+        self.parse_failed = False
+        self.reading_paused = False
+        self.waiting_writable = False
+        self.draining = False
+        # Per-request state (parsing)
+        self.url = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.header_bytes = 0
+        self.reject_status = 0
+        # Per-response state (sending)
+        self.out: deque[Any] = deque()
+        self.resp_file: OpenFile | None = None
+        self.resp_status = 0
+        self.resp_sent = 0
+        self.resp_head_len = 0
+        self.resp_req: Request | None = None
+        self.resp_keep_alive = True
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        worker = self.worker
+        self.transport = transport
+        stats = worker.stats
+        stats.connections_total += 1
+        if len(worker.connections) >= self.limits.max_connections_per_worker:
+            stats.error("connection_limit")
+            transport.close()
+            self.closed = True
+            return
+        sock = transport.get_extra_info("socket")
+        self.sockfd = os.dup(sock.fileno())
+        self.sock = socket.socket(fileno=self.sockfd)
+        self.sock.setblocking(False)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = peer[0]
+            if self.peer.startswith("::ffff:"):
+                self.peer = self.peer[7:]
+        worker.connections.add(self)
+        stats.connections_open += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.sock is None:
+            return
+        self.closed = True
+        if self.waiting_writable:
+            self.loop.remove_writer(self.sockfd)
+            self.waiting_writable = False
+        if self.resp_file is not None:
+            if self.out:
+                self.worker.stats.error("client_gone")
+            self.resp_file.release()
+            self.resp_file = None
+        self.out.clear()
+        self.queue.clear()
+        self.sock.close()
+        self.sock = None
+        worker = self.worker
+        worker.connections.discard(self)
+        worker.stats.connections_open -= 1
+        if worker.draining and not worker.connections:
+            worker.drained.set()
+
+    def eof_received(self) -> bool:
+        # The client half-closed: finish what it asked for, then close (RFC 9112 §9.6).
+        self.peer_eof = True
+        if not self.out and not self.queue:
+            self._close()
+        return True
+
+    def data_received(self, data: bytes) -> None:
+        if self.state == LINGER or self.parse_failed:
+            return  # lingering close: discard what the client still sends
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            status = self.reject_status or 400
+            self._fail(status, "request header fields too large" if status == 431 else "bad request")
+        except httptools.HttpParserUpgrade:
+            # Upgrades are not offered: answer what was asked, then close.
+            self.parse_failed = True
+            self._pause_reading()
+        except httptools.HttpParserError:
+            self._fail(400, "malformed request")
+        if self.queue and not self.out:
+            self._next()
+
+    # -- httptools callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = {}
+        self.header_bytes = 0
+        if not self.out:
+            self.state = PARSING
+            self.since = time.monotonic()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.header_bytes += len(url)
+        if self.header_bytes > self.limits.max_header_bytes:
+            self.reject_status = 414
+            raise _Reject
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.limits.max_header_bytes:
+            self.reject_status = 431
+            raise _Reject
+        name = name.lower()
+        if name in WANTED:
+            old = self.headers.get(name)
+            # RFC 9110 §5.3: repeated fields combine into one comma-separated list.
+            self.headers[name] = value if old is None else old + b", " + value
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        self.queue.append(
+            Request(
+                parser.get_method(),
+                self.url,
+                self.headers,
+                parser.should_keep_alive(),
+                1 if parser.get_http_version() == "1.1" else 0,
+                time.monotonic(),
+            )
+        )
+        if len(self.queue) >= self.limits.max_pipelined_requests:
+            self._pause_reading()
+
+    # -- requests -----------------------------------------------------------------------
+
+    def _fail(self, status: int, message: str) -> None:
+        """Queue an error reply after the requests already parsed, then close."""
+        self.parse_failed = True
+        self.worker.stats.error(f"bad_request_{status}")
+        self.queue.append((status, message))
+        self._pause_reading()
+
+    def _next(self) -> None:
+        """Answer queued requests in order until one has to wait for the socket."""
+        while self.queue and not self.out and not self.closed:
+            item = self.queue.popleft()
+            if isinstance(item, tuple):
+                self.resp_req = None
+                self.resp_keep_alive = False
+                self._reply(item[0], item[1])
+            else:
+                self.resp_req = item
+                self.resp_keep_alive = item.keep_alive and not self.draining
+                self._handle(item)
+            self._pump()
+        if self.closed:
+            return
+        if not self.out and not self.queue:
+            if self.parse_failed or self.peer_eof:
+                self._close()
+            elif self.reading_paused and not self.waiting_writable:
+                self.reading_paused = False
+                self.transport.resume_reading()
+
+    def _handle(self, req: Request) -> None:
+        path, _, query = req.target.partition(b"?")
+        if path.startswith(b"/c/"):
+            if req.method == b"GET" or req.method == b"HEAD":
+                self._serve_content(req, path[3:], query)
+            else:
+                self._reply(405, "method not allowed", ALLOW)
+        elif path == b"/healthz":
+            ok, text = self.worker.health()
+            self._reply(200 if ok else 503, text)
+        elif path == b"/metrics":
+            body = self.worker.render_metrics()
+            self._reply(
+                200, body, content_type=b"Content-Type: text/plain; version=0.0.4\r\n"
+            )
+        else:
+            self._reply(404, "not found")
+
+    def _serve_content(self, req: Request, tail: bytes, query: bytes) -> None:
+        worker = self.worker
+        cid, slash, rest = tail.partition(b"/")
+        if CONTENT_ID_B.fullmatch(cid) is None:
+            worker.stats.error("bad_content_id")
+            self._reply(400, "invalid content id")
+            return
+        path_range = None
+        if slash:
+            if not rest.startswith(b"range/"):
+                self._reply(404, "not found")
+                return
+            path_range = ranges.parse_path_range(rest[6:].decode("latin-1"))
+            if path_range is None:
+                self._reply(400, "invalid path range (expected /range/{first}-{last})")
+                return
+        if worker.keyring is not None:
+            err = tokens.verify(
+                worker.keyring,
+                cid.decode(),
+                _query_params(query),
+                self.peer,
+                require_binding=worker.config.tokens.require_client_binding,
+            )
+            if err is not None:
+                worker.stats.error("token_" + err.name.lower())
+                self._reply(403, err.value)
+                return
+        raw = worker.index.get_raw(cid)
+        if raw is None:
+            self._reply(404, "no such content")
+            return
+        try:
+            entry = worker.fdcache.acquire(cid, raw)
+        except FileUnavailable as exc:
+            worker.file_unavailable(cid, exc)
+            self._reply(exc.status, f"content unavailable ({exc.kind})")
+            return
+        self.resp_file = entry
+        self._file_response(req, entry, path_range)
+
+    def _file_response(
+        self, req: Request, entry: OpenFile, path_range: tuple[int, int] | None
+    ) -> None:
+        size = entry.record.size
+        base = 0
+        etag = entry.etag
+        block = entry.header_block
+        if path_range is not None:
+            # The path form names a sub-resource: the slice is the representation, with its own
+            # strong validator; a Range header then applies within the slice.
+            first, last = path_range
+            if first >= size:
+                self._reply(416, "range not satisfiable", b"Content-Range: bytes */%d\r\n" % size)
+                return
+            last = min(last, size - 1)
+            base, size = first, last - first + 1
+            etag = f'"{entry.record.checksum}.{first}-{last}"'
+            block = block.replace(entry.etag.encode(), etag.encode(), 1)
+        headers = req.headers
+        honour_range = True
+        if headers and any(h in headers for h in CONDITIONAL):
+            pre = conditional.Preconditions(
+                *(_opt(headers.get(h)) for h in CONDITIONAL)
+            )
+            status, honour_range = conditional.evaluate(pre, etag, entry.last_modified)
+            if status == 304:
+                self._head_only(
+                    304, b"ETag: %s\r\nLast-Modified: %s\r\n" % (etag.encode(), _lm(block))
+                )
+                return
+            if status == 412:
+                self._reply(412, "precondition failed")
+                return
+        range_value = headers.get(b"range")
+        # §14.2: GET is the only method for which range handling is defined; HEAD ignores it.
+        if range_value is None or req.method != b"GET" or not honour_range:
+            decision: ranges.RangeDecision = ranges.FULL
+        else:
+            decision = ranges.evaluate(
+                range_value.decode("latin-1"), size, self.limits.max_ranges
+            )
+        head_only = req.method == b"HEAD"
+        conn = self._connection_header()
+        date = self.worker.date_line
+        if decision is ranges.FULL:
+            head = b"%s%s%s%sContent-Length: %d\r\n%s\r\n" % (
+                STATUS_LINE[200], date, SERVER, block, size, conn
+            )
+            self._start(200, head, None if head_only else (base, size))
+        elif isinstance(decision, ranges.Satisfiable):
+            parts = decision.ranges
+            if len(parts) == 1:
+                first, last = parts[0]
+                head = b"%s%s%s%sContent-Range: bytes %d-%d/%d\r\nContent-Length: %d\r\n%s\r\n" % (
+                    STATUS_LINE[206], date, SERVER, block, first, last, size,
+                    last - first + 1, conn,
+                )
+                self._start(206, head, (base + first, last - first + 1))
+            else:
+                self._multipart(entry, block, parts, base, size, conn)
+        else:
+            self._reply(416, "range not satisfiable", b"Content-Range: bytes */%d\r\n" % size)
+
+    def _multipart(
+        self,
+        entry: OpenFile,
+        block: bytes,
+        parts: tuple[tuple[int, int], ...],
+        base: int,
+        size: int,
+        conn: bytes,
+    ) -> None:
+        # RFC 9110 §14.6: multipart/byteranges, each part with its own Content-Range.
+        boundary = self.worker.boundary
+        ctype = entry.record.content_type.encode("latin-1")
+        body: list[Any] = []
+        length = 0
+        for first, last in parts:
+            part_head = b"\r\n--%s\r\nContent-Type: %s\r\nContent-Range: bytes %d-%d/%d\r\n\r\n" % (
+                boundary, ctype, first, last, size
+            )
+            body.append(part_head)
+            body.append([base + first, last - first + 1])
+            length += len(part_head) + last - first + 1
+        tail = b"\r\n--%s--\r\n" % boundary
+        body.append(tail)
+        length += len(tail)
+        # The entry's block names the file's own type; multipart replaces it.
+        block = b"".join(
+            line + b"\r\n"
+            for line in block.split(b"\r\n")
+            if line and not line.startswith(b"Content-Type:")
+        )
+        head = b"%s%s%s%sContent-Type: multipart/byteranges; boundary=%s\r\nContent-Length: %d\r\n%s\r\n" % (
+            STATUS_LINE[206], self.worker.date_line, SERVER, block, boundary, length, conn
+        )
+        self.resp_status = 206
+        self.resp_sent = 0
+        self.resp_head_len = len(head)
+        self.out.append(head)
+        if self.resp_req is not None and self.resp_req.method == b"HEAD":
+            return
+        self.out.extend(body)
+
+    def _connection_header(self) -> bytes:
+        req = self.resp_req
+        if not self.resp_keep_alive:
+            return CLOSE
+        if req is not None and req.minor == 0:
+            return KEEP_ALIVE  # HTTP/1.0 persistence must be said (RFC 9112 §9.3)
+        return b""
+
+    def _start(self, status: int, head: bytes, body: tuple[int, int] | None) -> None:
+        self.resp_status = status
+        self.resp_sent = 0
+        self.resp_head_len = len(head)
+        self.out.append(head)
+        if body is not None and body[1] > 0:
+            self.out.append([body[0], body[1]])
+
+    def _head_only(self, status: int, extra: bytes) -> None:
+        head = STATUS_LINE[status] + self.worker.date_line + SERVER + extra
+        head += self._connection_header() + b"\r\n"
+        self._start(status, head, None)
+
+    def _reply(
+        self,
+        status: int,
+        message: str | bytes,
+        extra: bytes = b"",
+        content_type: bytes = b"Content-Type: text/plain; charset=utf-8\r\n",
+    ) -> None:
+        """A small generated reply: errors (one line of text), health and metrics."""
+        body = message if isinstance(message, bytes) else (message + "\n").encode()
+        head = simple_head(
+            status, len(body), self.worker.date_line, self._connection_header(), extra,
+            content_type,
+        )
+        self.resp_status = status
+        self.resp_sent = 0
+        self.resp_head_len = len(head)
+        if self.resp_req is not None and self.resp_req.method == b"HEAD":
+            self.out.append(head)
+        else:
+            self.out.append(head + body)
+
+    # -- output -------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Write queued output until done or the socket is full."""
+        out = self.out
+        sock = self.sock
+        if sock is None:
+            return
+        worker = self.worker
+        while out:
+            chunk = out[0]
+            if chunk.__class__ is list:
+                offset, count = chunk
+                fd = self.resp_file.fd  # type: ignore[union-attr]
+                try:
+                    if worker.use_sendfile:
+                        n = os.sendfile(self.sockfd, fd, offset, min(count, SENDFILE_MAX))
+                    else:
+                        data = os.pread(fd, min(count, FALLBACK_CHUNK), offset)
+                        if not data:
+                            n = 0
+                        else:
+                            n = sock.send(data)
+                            if n < len(data):
+                                out.insert(1, [offset + n, count - n])
+                                out[0] = [offset, n]
+                except BlockingIOError:
+                    self._wait_writable()
+                    return
+                except OSError as exc:
+                    if exc.errno in _NO_SENDFILE and worker.use_sendfile:
+                        worker.sendfile_unsupported(exc)
+                        continue
+                    self._send_failed(exc)
+                    return
+                if n == 0:
+                    # The file is shorter than its index record: never pad or lie, cut off.
+                    worker.stats.error("short_file")
+                    self._abort()
+                    return
+                self.resp_sent += n
+                if n == count:
+                    out.popleft()
+                else:
+                    chunk[0] = offset + n
+                    chunk[1] = count - n
+            else:
+                try:
+                    n = sock.send(chunk, MSG_MORE if len(out) > 1 and worker.coalesce else 0)
+                except BlockingIOError:
+                    self._wait_writable()
+                    return
+                except OSError as exc:
+                    self._send_failed(exc)
+                    return
+                self.resp_sent += n
+                if n == len(chunk):
+                    out.popleft()
+                else:
+                    out[0] = chunk[n:]
+        self._response_done()
+
+    def _wait_writable(self) -> None:
+        self.since = time.monotonic()  # send_timeout_s counts from the last progress
+        if not self.waiting_writable:
+            self.waiting_writable = True
+            self.loop.add_writer(self.sockfd, self._on_writable)
+            self._pause_reading()
+
+    def _on_writable(self) -> None:
+        self.loop.remove_writer(self.sockfd)
+        self.waiting_writable = False
+        self._pump()
+        if not self.out:
+            self._next()
+
+    def _send_failed(self, exc: OSError) -> None:
+        if exc.errno in (errno.EPIPE, errno.ECONNRESET):
+            self.worker.stats.error("client_gone")
+        else:
+            self.worker.stats.error("send_error")
+        self._abort()
+
+    def _response_done(self) -> None:
+        now = time.monotonic()
+        worker = self.worker
+        req = self.resp_req
+        status = self.resp_status
+        if req is not None:
+            worker.stats.observe(status, self.resp_sent, now - req.received)
+            if worker.access_log is not None:
+                headers = req.headers
+                worker.access_log.buffer.append(
+                    (
+                        self.peer,
+                        time.time(),
+                        req.method,
+                        req.target,
+                        status,
+                        self.resp_sent - self.resp_head_len,
+                        headers.get(b"referer", b""),
+                        headers.get(b"user-agent", b""),
+                        req.minor,
+                    )
+                )
+        else:
+            worker.stats.observe(status, self.resp_sent, 0.0)
+        if self.resp_file is not None:
+            self.resp_file.release()
+            self.resp_file = None
+        self.resp_req = None
+        self.since = now
+        self.state = IDLE
+        if not self.resp_keep_alive:
+            self._close()
+
+    # -- closing ------------------------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self.reading_paused and not self.closed:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _close(self) -> None:
+        """Close after everything was sent: half-close, then linger to drain the client's
+        pipelined bytes, so the kernel does not answer them with a RST that destroys the
+        reply in flight (the "lingering close" of RFC 9112 §9.6)."""
+        if self.closed or self.state == LINGER:
+            return
+        if self.peer_eof or self.sock is None:
+            self.closed = True
+            self.transport.close()
+            return
+        self.state = LINGER
+        self.since = time.monotonic()
+        self.queue.clear()
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.closed = True
+            self.transport.close()
+            return
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def _abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.out.clear()
+            self.transport.abort()
+
+    def expire(self, now: float) -> None:
+        """Called by the worker's sweep: enforce the timeout of the current state."""
+        if self.closed:
+            return
+        limits = self.limits
+        elapsed = now - self.since
+        if self.state == LINGER:
+            if elapsed > LINGER_S:
+                self.closed = True
+                self.transport.close()
+        elif self.out:
+            if elapsed > limits.send_timeout_s:
+                self.worker.stats.error("send_timeout")
+                self._abort()
+        elif self.state == PARSING:
+            if elapsed > limits.header_timeout_s:
+                self.worker.stats.error("header_timeout")
+                self.parse_failed = True
+                self.queue.append((408, "request header timeout"))
+                self._next()
+        elif not self.queue and elapsed > limits.keep_alive_timeout_s:
+            self._close()
+
+    def drain(self) -> None:
+        """The worker is stopping: close when idle, else after the response in flight."""
+        self.draining = True
+        self.resp_keep_alive = False
+        if not self.out and not self.queue and self.state != PARSING:
+            self._close()
+
+
+def _opt(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def _lm(block: bytes) -> bytes:
+    start = block.index(b"Last-Modified: ") + 15
+    return block[start : block.index(b"\r\n", start)]
+
+
+def _query_params(query: bytes) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if query:
+        for pair in query.split(b"&"):
+            name, _, value = pair.partition(b"=")
+            if name in (b"e", b"k", b"t", b"p"):
+                params[name.decode("latin-1")] = value.decode("latin-1")
+    return params

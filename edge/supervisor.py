@@ -1,0 +1,295 @@
+"""`edgefleet edge serve`: fork one worker per core, restart the ones that die, drain on SIGTERM.
+
+The supervisor binds the port first (SO_REUSEPORT, not listening) to learn it when 0 was asked
+for and to hold it while workers restart; each worker binds its own listening socket on it, and
+the kernel spreads new connections over the workers. The supervisor never opens the index: LMDB
+environments must not cross a fork.
+
+Signals: SIGTERM/SIGINT drain (STOPPING=1 to systemd, SIGTERM to workers, wait for them up to
+the drain deadline, then SIGKILL); SIGHUP is forwarded (workers reload their keyring and reopen
+the access log). Under systemd it sends READY=1 once every worker listens, and WATCHDOG=1 while
+it is healthy.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from edge.config import EdgeConfig
+from edge.disks import open_disks
+from edge.index import ContentIndex, IndexError_
+from edge.metrics import supervisor_file, write_json_atomic
+from edge.worker import listen_socket, run_worker
+from edgefleet import sdnotify
+from edgefleet.tokens import Keyring, KeyringError
+
+log = logging.getLogger("edgefleet.edge")
+STARTUP_TIMEOUT_S = 30.0
+# A worker that dies this soon after starting is crash-looping: restart it no faster than this.
+MIN_RESTART_INTERVAL_S = 1.0
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says why in one line."""
+
+
+@dataclass
+class Slot:
+    """One worker position: the process in it now, and when it started."""
+
+    index: int
+    pid: int = 0
+    started: float = 0.0
+    ready_fd: int = -1
+    restarts: int = 0
+
+
+@dataclass
+class Supervisor:
+    """Forks and watches the workers of one edge server."""
+
+    config: EdgeConfig
+    out: TextIO = sys.stdout
+    slots: list[Slot] = field(default_factory=list)
+    port: int = 0
+    restarts: int = 0
+    _stop: bool = False
+    _reload: bool = False
+
+    def preflight(self) -> None:
+        """Fail fast, with a clear message, on what would make every worker die."""
+        try:
+            ContentIndex(self.config.index, readonly=True).close()
+        except IndexError_ as exc:
+            raise StartupError(str(exc)) from None
+        if self.config.tokens.required:
+            try:
+                Keyring.load(self.config.tokens.keyring)
+            except KeyringError as exc:
+                raise StartupError(f"keyring: {exc}") from None
+        if not open_disks(self.config.disks):
+            raise StartupError(
+                f"none of the disks {list(self.config.disks)} is an edgefleet disk "
+                "(run 'edgefleet edge import' first)"
+            )
+        os.makedirs(os.path.join(self.config.runtime_dir, "metrics"), exist_ok=True)
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the process exit code."""
+        self.preflight()
+        try:
+            reserve = listen_socket(self.config.listen.host, self.config.listen.port)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot bind {self.config.listen.host}:{self.config.listen.port}: {exc.strerror}"
+            ) from None
+        self.port = reserve.getsockname()[1]
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, self._on_signal)
+        try:
+            self.slots = [Slot(i) for i in range(self.config.worker_count)]
+            for slot in self.slots:
+                self._spawn(slot, reserve.fileno(), wake_r, wake_w)
+            self._wait_ready()
+            self._announce()
+            return self._watch(reserve.fileno(), wake_r, wake_w)
+        finally:
+            signal.set_wakeup_fd(-1)
+            os.close(wake_r)
+            os.close(wake_w)
+            reserve.close()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self._stop = True
+        elif signum == signal.SIGHUP:
+            self._reload = True
+
+    def _spawn(self, slot: Slot, *inherited: int) -> None:
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.close(ready_r)
+                for fd in inherited:
+                    os.close(fd)
+                for other in self.slots:
+                    if other.ready_fd >= 0:
+                        os.close(other.ready_fd)
+                code = run_worker(self.config, slot.index, self.port, ready_w)
+            except BaseException:
+                logging.getLogger("edgefleet.edge").exception("worker %d died", slot.index)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        os.close(ready_w)
+        if slot.ready_fd >= 0:
+            os.close(slot.ready_fd)
+        slot.pid, slot.started, slot.ready_fd = pid, time.monotonic(), ready_r
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        pending = {s.ready_fd: s for s in self.slots}
+        while pending:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0 or self._stop:
+                self._terminate_all()
+                raise StartupError("workers did not start in time")
+            ready, _, _ = select.select(list(pending), [], [], min(timeout, 0.5))
+            for fd in ready:
+                slot = pending.pop(fd)
+                if os.read(fd, 1) != b"R":
+                    self._terminate_all()
+                    raise StartupError(f"worker {slot.index} failed to start (see its error above)")
+
+    def _announce(self) -> None:
+        host = self.config.listen.host
+        shown = f"[{host}]" if ":" in host else host
+        pids = ", ".join(str(s.pid) for s in self.slots)
+        self.out.write(
+            f"edgefleet edge: serving on http://{shown}:{self.port} "
+            f"(supervisor pid {os.getpid()}, {len(self.slots)} workers: {pids})\n"
+        )
+        self.out.flush()
+        sdnotify.notify(f"READY=1\nSTATUS=serving on port {self.port}\nMAINPID={os.getpid()}")
+        self._write_status()
+
+    def _watch(self, *inherited: int) -> int:
+        watchdog = sdnotify.watchdog_interval_s()
+        last_ping = 0.0
+        wake_r = inherited[1]
+        while not self._stop:
+            timeout = 1.0 if watchdog is None else min(1.0, watchdog)
+            try:
+                select.select([wake_r], [], [], timeout)
+            except InterruptedError:
+                pass
+            _drain_pipe(wake_r)
+            if self._reload:
+                self._reload = False
+                self._signal_all(signal.SIGHUP)
+            self._reap_and_restart(inherited)
+            now = time.monotonic()
+            if watchdog is not None and now - last_ping >= watchdog and self._alive() > 0:
+                sdnotify.notify("WATCHDOG=1")
+                last_ping = now
+            self._write_status()
+        return self._shutdown()
+
+    def _reap_and_restart(self, inherited: tuple[int, ...]) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            for slot in self.slots:
+                if slot.pid == pid:
+                    slot.pid = 0
+                    log.error(
+                        "edge worker %d (pid %d) %s; restarting",
+                        slot.index,
+                        pid,
+                        _describe(status),
+                    )
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.pid == 0 and now - slot.started >= MIN_RESTART_INTERVAL_S:
+                slot.restarts += 1
+                self.restarts += 1
+                self._spawn(slot, *inherited)
+
+    def _alive(self) -> int:
+        return sum(1 for s in self.slots if s.pid)
+
+    def _signal_all(self, sig: int) -> None:
+        for slot in self.slots:
+            if slot.pid:
+                try:
+                    os.kill(slot.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def _terminate_all(self) -> None:
+        self._signal_all(signal.SIGKILL)
+        for slot in self.slots:
+            if slot.pid:
+                try:
+                    os.waitpid(slot.pid, 0)
+                except ChildProcessError:
+                    pass
+                slot.pid = 0
+
+    def _shutdown(self) -> int:
+        sdnotify.notify("STOPPING=1")
+        self.out.write("edgefleet edge: draining\n")
+        self.out.flush()
+        self._signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + self.config.drain_timeout_s + 5.0
+        code = 0
+        while self._alive() and time.monotonic() < deadline:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            for slot in self.slots:
+                if slot.pid == pid:
+                    slot.pid = 0
+                    if status != 0:
+                        code = 1
+        if self._alive():
+            log.error("edge workers did not drain in time; killing them")
+            self._terminate_all()
+            code = 1
+        self._write_status()
+        self.out.write("edgefleet edge: stopped\n")
+        self.out.flush()
+        return code
+
+    def _write_status(self) -> None:
+        try:
+            write_json_atomic(
+                supervisor_file(self.config.runtime_dir),
+                {
+                    "pid": os.getpid(),
+                    "port": self.port,
+                    "workers_alive": self._alive(),
+                    "worker_pids": [s.pid for s in self.slots if s.pid],
+                    "restarts": self.restarts,
+                },
+            )
+        except OSError:
+            pass
+
+
+def _drain_pipe(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+    except OSError as exc:  # pragma: no cover
+        if exc.errno != errno.EAGAIN:
+            raise
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,3 @@
+"""edgefleet: the vocabulary every service shares (models, tokens, config loading)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,101 @@
+"""TOML → frozen dataclasses, validated once at start-up with errors that name the bad key.
+
+Each service declares its configuration as (nested) frozen dataclasses with defaults; `load`
+reads a TOML file, rejects unknown keys and wrong types, and returns the dataclass. Durations
+and sizes carry their unit in the key name (`keep_alive_timeout_s`, `max_header_bytes`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names the key."""
+
+
+def load(cls: type[T], path: str | Path | None, overrides: dict[str, Any] | None = None) -> T:
+    """Read *path* (TOML) into *cls*, applying dotted-key *overrides* (e.g. {"listen.port": 0})."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    where = str(path) if path is not None else "<defaults>"
+    return from_mapping(cls, data, where)
+
+
+def from_mapping(cls: type[T], data: dict[str, Any], where: str, prefix: str = "") -> T:
+    """Build dataclass *cls* from a plain mapping, checking every key and type."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: [{prefix.rstrip('.')}] must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{prefix}{unknown[0]}'")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        kwargs[name] = _convert(hints[name], value, where, f"{prefix}{name}")
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:  # a required key is missing
+        raise ConfigError(f"{where}: {exc}") from None
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        try:
+            check()
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return obj
+
+
+def _convert(hint: Any, value: Any, where: str, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_mapping(hint, value, where, prefix=f"{key}.")  # type: ignore[arg-type]
+    if origin in (types.UnionType, typing.Union):
+        errors = []
+        for arg in args:
+            if arg is type(None) and value is None:
+                return None
+            try:
+                return _convert(arg, value, where, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: '{key}' has the wrong type ({type(value).__name__})")
+    if origin in (tuple, list):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: '{key}' must be a list")
+        inner = args[0] if args else Any
+        items = [_convert(inner, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: '{key}' must be an integer, not a boolean")
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise ConfigError(
+            f"{where}: '{key}' must be {hint.__name__}, not {type(value).__name__} ({value!r})"
+        )
+    return value
