@@ -181,7 +181,10 @@ class EdgeProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         # The client half-closed: finish what it asked for, then close (RFC 9112 §9.6).
         self.peer_eof = True
-        if not self.out and not self.queue:
+        if self.state == LINGER:
+            self.closed = True
+            self.transport.close()
+        elif not self.out and not self.queue:
             self._close()
         return True
 
