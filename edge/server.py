@@ -68,6 +68,8 @@ LINGER_S: Final = 2.0
 _NO_SENDFILE: Final = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP)
 
 IDLE, PARSING, LINGER = 0, 1, 2
+# §15.5.17: a 416 for byte ranges sends the current length.
+UNSATISFIED: Final = b"Content-Range: bytes */%d\r\nAccept-Ranges: bytes\r\n"
 
 
 class _Reject(Exception):
@@ -350,7 +352,7 @@ class EdgeProtocol(asyncio.Protocol):
             # strong validator; a Range header then applies within the slice.
             first, last = path_range
             if first >= size:
-                self._reply(416, "range not satisfiable", b"Content-Range: bytes */%d\r\n" % size)
+                self._reply(416, "range not satisfiable", UNSATISFIED % size)
                 return
             last = min(last, size - 1)
             base, size = first, last - first + 1
@@ -399,7 +401,7 @@ class EdgeProtocol(asyncio.Protocol):
             else:
                 self._multipart(entry, block, parts, base, size, conn)
         else:
-            self._reply(416, "range not satisfiable", b"Content-Range: bytes */%d\r\n" % size)
+            self._reply(416, "range not satisfiable", UNSATISFIED % size)
 
     def _multipart(
         self,
