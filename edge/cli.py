@@ -39,8 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     keygen = sub.add_parser("keygen", help="write a new keyring file with one random key")
     keygen.add_argument("path")
     keygen.add_argument("--key-id", default=None, help="default: k<unix time>")
-    keygen.add_argument("--add", action="store_true", help="add a key to an existing keyring "
-                        "and make it current (key rotation)")
+    keygen.add_argument(
+        "--add",
+        action="store_true",
+        help="add a key to an existing keyring and make it current (key rotation)",
+    )
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("config")
@@ -62,8 +65,11 @@ def main(argv: list[str]) -> int:
             return 0
         overrides = {}
         if args.command == "serve":
-            for key, value in (("listen.port", args.port), ("listen.host", args.host),
-                               ("workers", args.workers)):
+            for key, value in (
+                ("listen.port", args.port),
+                ("listen.host", args.host),
+                ("workers", args.workers),
+            ):
                 if value is not None:
                     overrides[key] = value
         conf = edge_config.load(args.config, overrides)
@@ -98,7 +104,9 @@ def _import(conf: edge_config.EdgeConfig, args: argparse.Namespace) -> int:
         disks = [open_disk(root, create=True) for root in conf.disks]
         index = ContentIndex(conf.index)
         try:
-            records = import_directory(args.directory, index, disks, reserve_bytes=args.reserve_bytes)
+            records = import_directory(
+                args.directory, index, disks, reserve_bytes=args.reserve_bytes
+            )
             files, total = index.stats()
         finally:
             index.close()
@@ -106,8 +114,10 @@ def _import(conf: edge_config.EdgeConfig, args: argparse.Namespace) -> int:
         print(f"edgefleet edge import: {exc}", file=sys.stderr)
         return 1
     size = sum(r.size for r in records)
-    print(f"imported {len(records)} files ({size:,} bytes); index now holds {files} files "
-          f"({total:,} bytes)")
+    print(
+        f"imported {len(records)} files ({size:,} bytes); index now holds {files} files "
+        f"({total:,} bytes)"
+    )
     return 0
 
 

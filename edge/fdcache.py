@@ -109,7 +109,9 @@ class FdCache:
         try:
             path = self._resolve(record)
         except KeyError:
-            raise FileUnavailable(503, "disk_failed", f"disk {record.disk_id} is not available")
+            raise FileUnavailable(
+                503, "disk_failed", f"disk {record.disk_id} is not available"
+            ) from None
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:

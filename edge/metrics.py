@@ -191,7 +191,8 @@ class EdgeCollector:
             p + "workers", "Worker processes alive", self.supervisor.get("workers_alive", 0)
         )
         yield CounterMetricFamily(
-            p + "worker_restarts", "Workers restarted after a crash",
+            p + "worker_restarts",
+            "Workers restarted after a crash",
             self.supervisor.get("restarts", 0),
         )
         yield GaugeMetricFamily(p + "draining", "1 while the appliance drains", int(self.draining))
@@ -216,5 +217,5 @@ class EdgeCollector:
 def render(collector: EdgeCollector) -> bytes:
     """Prometheus text exposition of *collector*."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)  # type: ignore[arg-type]
+    registry.register(collector)
     return generate_latest(registry)

@@ -141,7 +141,11 @@ def content_range(first: int, last: int, length: int) -> str:
 def parse_path_range(text: str) -> tuple[int, int] | None:
     """Parse the `{first}-{last}` of the Open Connect path form `/c/{id}/range/{first}-{last}`."""
     first_s, dash, last_s = text.partition("-")
-    if not dash or not _digits(first_s, allow_empty=False) or not _digits(last_s, allow_empty=False):
+    if (
+        not dash
+        or not _digits(first_s, allow_empty=False)
+        or not _digits(last_s, allow_empty=False)
+    ):
         return None
     first, last = int(first_s), int(last_s)
     return (first, last) if first <= last else None

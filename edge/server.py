@@ -197,7 +197,9 @@ class EdgeProtocol(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError:
             status = self.reject_status or 400
-            self._fail(status, "request header fields too large" if status == 431 else "bad request")
+            self._fail(
+                status, "request header fields too large" if status == 431 else "bad request"
+            )
         except httptools.HttpParserUpgrade:
             # Upgrades are not offered: answer what was asked, then close.
             self.parse_failed = True
@@ -284,7 +286,7 @@ class EdgeProtocol(asyncio.Protocol):
     def _handle(self, req: Request) -> None:
         path, _, query = req.target.partition(b"?")
         if path.startswith(b"/c/"):
-            if req.method == b"GET" or req.method == b"HEAD":
+            if req.method in (b"GET", b"HEAD"):
                 self._serve_content(req, path[3:], query)
             else:
                 self._reply(405, "method not allowed", ALLOW)
@@ -293,9 +295,7 @@ class EdgeProtocol(asyncio.Protocol):
             self._reply(200 if ok else 503, text)
         elif path == b"/metrics":
             body = self.worker.render_metrics()
-            self._reply(
-                200, body, content_type=b"Content-Type: text/plain; version=0.0.4\r\n"
-            )
+            self._reply(200, body, content_type=b"Content-Type: text/plain; version=0.0.4\r\n")
         else:
             self._reply(404, "not found")
 
@@ -361,9 +361,7 @@ class EdgeProtocol(asyncio.Protocol):
         headers = req.headers
         honour_range = True
         if headers and any(h in headers for h in CONDITIONAL):
-            pre = conditional.Preconditions(
-                *(_opt(headers.get(h)) for h in CONDITIONAL)
-            )
+            pre = conditional.Preconditions(*(_opt(headers.get(h)) for h in CONDITIONAL))
             status, honour_range = conditional.evaluate(pre, etag, entry.last_modified)
             if status == 304:
                 self._head_only(
@@ -378,15 +376,18 @@ class EdgeProtocol(asyncio.Protocol):
         if range_value is None or req.method != b"GET" or not honour_range:
             decision: ranges.RangeDecision = ranges.FULL
         else:
-            decision = ranges.evaluate(
-                range_value.decode("latin-1"), size, self.limits.max_ranges
-            )
+            decision = ranges.evaluate(range_value.decode("latin-1"), size, self.limits.max_ranges)
         head_only = req.method == b"HEAD"
         conn = self._connection_header()
         date = self.worker.date_line
         if decision is ranges.FULL:
             head = b"%s%s%s%sContent-Length: %d\r\n%s\r\n" % (
-                STATUS_LINE[200], date, SERVER, block, size, conn
+                STATUS_LINE[200],
+                date,
+                SERVER,
+                block,
+                size,
+                conn,
             )
             self._start(200, head, None if head_only else (base, size))
         elif isinstance(decision, ranges.Satisfiable):
@@ -394,8 +395,15 @@ class EdgeProtocol(asyncio.Protocol):
             if len(parts) == 1:
                 first, last = parts[0]
                 head = b"%s%s%s%sContent-Range: bytes %d-%d/%d\r\nContent-Length: %d\r\n%s\r\n" % (
-                    STATUS_LINE[206], date, SERVER, block, first, last, size,
-                    last - first + 1, conn,
+                    STATUS_LINE[206],
+                    date,
+                    SERVER,
+                    block,
+                    first,
+                    last,
+                    size,
+                    last - first + 1,
+                    conn,
                 )
                 self._start(206, head, (base + first, last - first + 1))
             else:
@@ -419,7 +427,11 @@ class EdgeProtocol(asyncio.Protocol):
         length = 0
         for first, last in parts:
             part_head = b"\r\n--%s\r\nContent-Type: %s\r\nContent-Range: bytes %d-%d/%d\r\n\r\n" % (
-                boundary, ctype, first, last, size
+                boundary,
+                ctype,
+                first,
+                last,
+                size,
             )
             body.append(part_head)
             body.append([base + first, last - first + 1])
@@ -433,8 +445,17 @@ class EdgeProtocol(asyncio.Protocol):
             for line in block.split(b"\r\n")
             if line and not line.startswith(b"Content-Type:")
         )
-        head = b"%s%s%s%sContent-Type: multipart/byteranges; boundary=%s\r\nContent-Length: %d\r\n%s\r\n" % (
-            STATUS_LINE[206], self.worker.date_line, SERVER, block, boundary, length, conn
+        head = b"".join(
+            (
+                STATUS_LINE[206],
+                self.worker.date_line,
+                SERVER,
+                block,
+                b"Content-Type: multipart/byteranges; boundary=%s\r\n" % boundary,
+                b"Content-Length: %d\r\n" % length,
+                conn,
+                b"\r\n",
+            )
         )
         self.resp_status = 206
         self.resp_sent = 0
@@ -475,7 +496,11 @@ class EdgeProtocol(asyncio.Protocol):
         """A small generated reply: errors (one line of text), health and metrics."""
         body = message if isinstance(message, bytes) else (message + "\n").encode()
         head = simple_head(
-            status, len(body), self.worker.date_line, self._connection_header(), extra,
+            status,
+            len(body),
+            self.worker.date_line,
+            self._connection_header(),
+            extra,
             content_type,
         )
         self.resp_status = status

@@ -9,6 +9,7 @@ import secrets
 import signal
 import socket
 import time
+
 from edge.accesslog import AccessLog
 from edge.config import EdgeConfig
 from edge.disks import Disk, DiskError, open_disk
@@ -103,7 +104,7 @@ class Worker:
     def check_disks(self) -> None:
         """Re-read every disk's id; a disk that fails leaves service until it answers again."""
         disks: dict[str, Disk] = {}
-        state = []
+        state: list[tuple[str, str, int | None, int | None]] = []
         for root in self.config.disks:
             try:
                 disk = open_disk(root)
@@ -178,7 +179,9 @@ class Worker:
                 self.keyring = Keyring.load(self.config.tokens.keyring)
                 log.info("worker %d: keyring reloaded", self.slot)
             except KeyringError as exc:
-                log.error("worker %d: keyring NOT reloaded, keeping the old one: %s", self.slot, exc)
+                log.error(
+                    "worker %d: keyring NOT reloaded, keeping the old one: %s", self.slot, exc
+                )
         if self.access_log is not None:
             self.access_log.reopen()
 

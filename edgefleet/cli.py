@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     service = SERVICES.get(args[0])
     if service is None:
-        print(f"edgefleet: unknown service '{args[0]}' (try: {', '.join(SERVICES)})", file=sys.stderr)
+        print(
+            f"edgefleet: unknown service '{args[0]}' (try: {', '.join(SERVICES)})", file=sys.stderr
+        )
         return 2
     module = importlib.import_module(service[0])
     code: int = module.main(args[1:])

@@ -26,7 +26,10 @@ def notify(message: str) -> bool:
 
 
 def watchdog_interval_s() -> float | None:
-    """Half of WatchdogSec when this process must ping the watchdog, else None (sd_watchdog_enabled)."""
+    """Half of WatchdogSec when this process must ping the watchdog, else None.
+
+    Mirrors sd_watchdog_enabled(3): WATCHDOG_PID, when set, must be this process.
+    """
     usec = os.environ.get("WATCHDOG_USEC")
     pid = os.environ.get("WATCHDOG_PID")
     if not usec or not usec.isdigit() or int(usec) == 0:

@@ -1,4 +1,4 @@
-"""Named background tasks that keep a reference until they finish (asyncio keeps only a weak one)."""
+"""Named background tasks, referenced until they finish (asyncio keeps only a weak one)."""
 
 from __future__ import annotations
 

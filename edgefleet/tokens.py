@@ -174,4 +174,3 @@ def new_key() -> str:
     import secrets
 
     return secrets.token_hex(MIN_KEY_BYTES)
-

@@ -56,7 +56,9 @@ def test_if_none_match_and_if_modified_since_give_304(edge: EdgeProcess) -> None
         assert h["etag"] == etag
     # If-None-Match takes precedence over If-Modified-Since (§13.2.2).
     status, _, _ = request(
-        edge.port, edge.url("blob.bin"), {"If-None-Match": '"other"', "If-Modified-Since": last_modified}
+        edge.port,
+        edge.url("blob.bin"),
+        {"If-None-Match": '"other"', "If-Modified-Since": last_modified},
     )
     assert status == 200
 
@@ -80,7 +82,11 @@ def test_if_match_and_if_unmodified_since_give_412(edge: EdgeProcess) -> None:
     ):
         status, _, _ = request(edge.port, edge.url("blob.bin"), headers)
         assert status == 412, headers
-    for headers in ({"If-Match": etag}, {"If-Match": "*"}, {"If-Unmodified-Since": format_http_date(time.time() + 60)}):
+    for headers in (
+        {"If-Match": etag},
+        {"If-Match": "*"},
+        {"If-Unmodified-Since": format_http_date(time.time() + 60)},
+    ):
         status, _, body = request(edge.port, edge.url("blob.bin"), headers)
         assert (status, body) == (200, DATA), headers
 
@@ -117,7 +123,9 @@ def test_pipelined_requests_are_answered_in_order(edge: EdgeProcess) -> None:
         for i in range(20)
     )
     batch += f"HEAD {url} HTTP/1.1\r\nHost: e\r\n\r\n".encode()
-    batch += f"GET {edge.url('movie.mp4')} HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n".encode()
+    batch += (
+        f"GET {edge.url('movie.mp4')} HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n".encode()
+    )
     with edge.connect() as sock:
         sock.sendall(batch)
         reader = ResponseReader(sock)
@@ -141,7 +149,9 @@ def test_http10_closes_unless_keep_alive_asked(edge: EdgeProcess) -> None:
     with edge.connect() as sock:
         reader = ResponseReader(sock)
         for _ in range(2):
-            sock.sendall(f"GET {edge.url('movie.mp4')} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".encode())
+            sock.sendall(
+                f"GET {edge.url('movie.mp4')} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".encode()
+            )
             status, headers, body = reader.next()
             assert (status, body, headers["connection"]) == (200, VIDEO, "keep-alive")
 
@@ -233,7 +243,9 @@ def test_healthz_and_metrics(edge: EdgeProcess) -> None:
 def test_other_methods_are_405(edge: EdgeProcess) -> None:
     for method in ("POST", "PUT", "DELETE", "OPTIONS"):
         with socket.create_connection(("127.0.0.1", edge.port), timeout=5) as sock:
-            sock.sendall(f"{method} {edge.url('blob.bin')} HTTP/1.1\r\nHost: e\r\nContent-Length: 0\r\n\r\n".encode())
+            sock.sendall(
+                f"{method} {edge.url('blob.bin')} HTTP/1.1\r\nHost: e\r\nContent-Length: 0\r\n\r\n".encode()
+            )
             status, headers, _ = ResponseReader(sock).next()
             assert status == 405
             assert headers["allow"] == "GET, HEAD"

@@ -6,6 +6,7 @@ pread+send fallback (STYLE.md §12), over one keep-alive connection per server.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import socket
@@ -32,9 +33,9 @@ class Client:
         self.sock: socket.socket | None = None
         self.reader: ResponseReader | None = None
 
-    def get(self, target: str, headers: dict[str, str], method: str = "GET") -> tuple[
-        int, dict[str, str], bytes
-    ]:
+    def get(
+        self, target: str, headers: dict[str, str], method: str = "GET"
+    ) -> tuple[int, dict[str, str], bytes]:
         for attempt in range(2):
             if self.sock is None:
                 self.sock = self.edge.connect()
@@ -62,9 +63,9 @@ class Client:
 
 
 @pytest.fixture(scope="module", params=["sendfile", "fallback"])
-def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    Client
-]:
+def client(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Client]:
     env = {"EDGEFLEET_NO_SENDFILE": "1"} if request.param == "fallback" else {}
     root: Path = tmp_path_factory.mktemp(f"ranges-{request.param}")
     edge = EdgeProcess(root, FILES, env=env).start()
@@ -74,7 +75,9 @@ def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     edge.stop()
 
 
-def expected_status(header: str, size: int, max_ranges: int = 16) -> tuple[str, list[tuple[int, int]]]:
+def expected_status(
+    header: str, size: int, max_ranges: int = 16
+) -> tuple[str, list[tuple[int, int]]]:
     """An independent reading of RFC 9110 §14 plus our documented choices.
 
     Returns ("full"|"416"|"206", satisfiable ranges as inclusive pairs).
@@ -122,9 +125,7 @@ def parse_multipart(body: bytes, ctype: str) -> list[tuple[int, int, int, bytes]
         head, _, data = chunk[2:].partition(b"\r\n\r\n")
         assert data.endswith(b"\r\n")
         data = data[:-2]
-        fields = dict(
-            line.split(": ", 1) for line in head.decode("latin-1").split("\r\n") if line
-        )
+        fields = dict(line.split(": ", 1) for line in head.decode("latin-1").split("\r\n") if line)
         m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", fields["Content-Range"])
         assert m, fields
         parts.append((int(m.group(1)), int(m.group(2)), int(m.group(3)), data))
@@ -157,7 +158,7 @@ def check(client: Client, name: str, header: str) -> None:
                 spans.append((first, last))
                 covered.update(range(first, last + 1))
             ordered = sorted(spans)
-            for (_, a_last), (b_first, _) in zip(ordered, ordered[1:], strict=False):
+            for (_, a_last), (b_first, _) in itertools.pairwise(ordered):
                 assert b_first > a_last + 1, "parts overlap or touch: they should coalesce"
         else:
             m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", headers["content-range"])
@@ -183,12 +184,14 @@ well_formed = st.builds(
     st.lists(spec, min_size=1, max_size=20),
     st.sampled_from([",", ", ", " ,", ",,"]),
 )
-noise = st.text(
-    alphabet=st.sampled_from("bytes=-0123456789, \tBYTESx"), max_size=40
-).filter(lambda s: s.strip() == s and s)
+noise = st.text(alphabet=st.sampled_from("bytes=-0123456789, \tBYTESx"), max_size=40).filter(
+    lambda s: s.strip() == s and s
+)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(name=st.sampled_from(sorted(FILES)), header=st.one_of(well_formed, noise))
 def test_any_range_header_matches_file_bytes(client: Client, name: str, header: str) -> None:
     check(client, name, header)
@@ -225,7 +228,9 @@ def test_multipart_keeps_request_order(client: Client) -> None:
     assert [(p[0], p[1]) for p in parts] == [(900000, 900009), (0, 9)]
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     name=st.sampled_from(["one", "small", "odd", "big"]),
     first=st.integers(0, 1_100_000),
