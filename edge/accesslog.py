@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from typing import Any
+
+# Signed-URL tokens are bearer credentials: the log keeps the expiry and key id, not the token.
+_TOKEN = re.compile(rb"([?&]t=)[^&]*")
+_REDACTED = rb"\1-"
 
 LogEntry = tuple[str, float, bytes, bytes, int, int, bytes, bytes, int]
 # peer, unix time, method, target, status, body bytes, referer, user agent, http minor
@@ -27,7 +32,7 @@ def _format(entries: list[LogEntry]) -> bytes:
             stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(sec))
         lines.append(
             f'{peer} - - [{stamp}] "{method.decode("latin-1")} '
-            f'{_clean(target)} HTTP/1.{minor}" {status} {nbytes or "-"} '
+            f'{_clean(_TOKEN.sub(_REDACTED, target))} HTTP/1.{minor}" {status} {nbytes or "-"} '
             f'"{_clean(referer) or "-"}" "{_clean(agent) or "-"}"\n'
         )
     return "".join(lines).encode("utf-8", "replace")
