@@ -39,11 +39,12 @@ def _format(entries: list[LogEntry]) -> bytes:
 
 
 def _clean(raw: bytes) -> str:
-    # Quotes and control bytes from a client must not forge log fields or lines.
+    # Quotes and control bytes from a client must not forge log fields or lines; a backslash
+    # is escaped too, or a client could write a literal "\x22" that reads as an escaped quote.
     text = raw.decode("latin-1")
-    if text.isprintable() and '"' not in text:
+    if text.isprintable() and '"' not in text and "\\" not in text:
         return text
-    return "".join(c if c.isprintable() and c != '"' else f"\\x{ord(c):02x}" for c in text)
+    return "".join(c if c.isprintable() and c not in '"\\' else f"\\x{ord(c):02x}" for c in text)
 
 
 class AccessLog:

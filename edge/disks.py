@@ -15,6 +15,8 @@ from pathlib import Path
 
 import xxhash
 
+from edgefleet.models import is_content_id
+
 DISK_ID_FILE = ".edgefleet-disk"
 TMP_DIR = ".tmp"
 
@@ -101,4 +103,7 @@ def relpath_for(content_id: str) -> str:
 
     256 fan-out directories keep directory sizes reasonable at millions of files.
     """
+    # The id becomes a path here: refuse anything that could climb out of the disk root.
+    if not is_content_id(content_id):
+        raise ValueError(f"invalid content id {content_id!r}")
     return f"{xxhash.xxh3_64_hexdigest(content_id.encode())[:2]}/{content_id}"

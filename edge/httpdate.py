@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import calendar
 import email.utils
+import re
 import time
+
+# The three forms of §5.6.7, matched whole before parsing: email.utils.parsedate_tz alone
+# ignores trailing text, so a list of dates (which §13.1.3 says to ignore) would parse as its
+# first member. The rfc850-date group captures the two-digit year.
+_HTTP_DATE = re.compile(
+    r"[a-z]{3}, \d\d [a-z]{3} \d{4} \d\d:\d\d:\d\d GMT"  # IMF-fixdate
+    r"|[a-z]{6,9}, \d\d-[a-z]{3}-(?P<yy>\d\d) \d\d:\d\d:\d\d GMT"  # rfc850-date
+    r"|[a-z]{3} [a-z]{3} [ \d]\d \d\d:\d\d:\d\d \d{4}",  # asctime-date
+    re.IGNORECASE | re.ASCII,
+)
 
 
 def format_http_date(ts: float) -> str:
@@ -20,6 +31,10 @@ def parse_http_date(value: str) -> int | None:
     """
     if len(value) > 64:
         return None
+    value = value.strip(" \t")
+    form = _HTTP_DATE.fullmatch(value)
+    if form is None:
+        return None
     try:
         parsed = email.utils.parsedate_tz(value)
     except (TypeError, ValueError, IndexError):
@@ -27,12 +42,21 @@ def parse_http_date(value: str) -> int | None:
     if parsed is None:
         return None
     year = parsed[0]
-    # RFC 850 two-digit years: §5.6.7 says a year more than 50 years in the future is the past.
-    if year < 100:
+    if form["yy"] is not None:
+        # RFC 850 two-digit years: §5.6.7 says a year more than 50 years in the future is the
+        # past. (parsedate_tz has already applied its own fixed 1969 pivot: redo it.)
         this_year = time.gmtime().tm_year
-        year += 1900 + 100 * ((this_year - 1900) // 100)
+        year = this_year - this_year % 100 + int(form["yy"])
         if year > this_year + 50:
             year -= 100
+        elif year <= this_year - 50:
+            year += 100
+    month, day, hour, minute, second = parsed[1:6]
+    # An impossible date ("31 Feb", "25:00") is not a valid HTTP-date: the caller ignores it.
+    if not (1 <= day <= calendar.monthrange(year, month)[1] and hour < 24 and minute < 60):
+        return None
+    if second > 60:  # 60: a leap second
+        return None
     try:
         return calendar.timegm((year, *parsed[1:6], 0, 0, 0)) - (parsed[9] or 0)
     except (OverflowError, ValueError):

@@ -128,45 +128,57 @@ class ContentIndex:
         """Close the environment (after fork, reopen instead of sharing it)."""
         self.env.close()
 
+    def _begin(self, **kwargs: Any) -> Any:
+        """A read transaction, adopting the map size if the writer process has grown it."""
+        try:
+            return self.env.begin(**kwargs)
+        except lmdb.MapResizedError:
+            # The writer doubled the map (see `_write`) past this reader's mapping; without
+            # this every later read in this process fails. Size 0 means "adopt the new size".
+            self.env.set_mapsize(0)
+            return self.env.begin(**kwargs)
+
     # -- reading -------------------------------------------------------------------------
 
     def get(self, content_id: str) -> ContentRecord | None:
         """The record of *content_id*, or None."""
-        with self.env.begin(db=self._content) as txn:
+        with self._begin(db=self._content) as txn:
             raw = txn.get(content_id.encode())
         return None if raw is None else decode(content_id, raw)
 
     def get_raw(self, key: bytes) -> bytes | None:
         """The packed record for the utf-8 key (hot path: callers decode only on a cache miss)."""
-        with self.env.begin(db=self._content) as txn:
+        with self._begin(db=self._content) as txn:
             raw: bytes | None = txn.get(key)
             return raw
 
     def generation(self) -> int:
         """The index generation: bumped by every put and delete."""
-        with self.env.begin(db=self._meta) as txn:
+        with self._begin(db=self._meta) as txn:
             return _u64(txn.get(b"generation"))
 
     def stats(self) -> tuple[int, int]:
         """(number of files, total bytes)."""
-        with self.env.begin() as txn:
+        with self._begin() as txn:
             entries = txn.stat(self._content)["entries"]
             total = _u64(txn.get(b"bytes", db=self._meta))
         return int(entries), total
 
     def records(self) -> Iterator[ContentRecord]:
         """Every record, in content id order (one read transaction per call)."""
-        with self.env.begin(db=self._content) as txn:
+        with self._begin(db=self._content) as txn:
             for key, raw in txn.cursor():
                 yield decode(bytes(key).decode(), bytes(raw))
 
     def changes_since(self, generation: int) -> tuple[int, list[tuple[str, str]]] | None:
         """(current generation, [(op, content id)]) since *generation*; None when the log no
         longer reaches back that far (the caller must resync the whole inventory)."""
-        with self.env.begin() as txn:
+        with self._begin() as txn:
             current = _u64(txn.get(b"generation", db=self._meta))
-            if generation >= current:
+            if generation == current:
                 return current, []
+            if generation > current:  # a generation this index never had: it was recreated
+                return None
             cursor = txn.cursor(db=self._changes)
             if not cursor.first() or _GEN_KEY.unpack(cursor.key())[0] > generation + 1:
                 return None

@@ -63,7 +63,11 @@ class Keyring:
             raise KeyringError(f"{path}: needs a [keys] table with at least one key")
         keys: dict[str, bytes] = {}
         for key_id, secret in raw.items():
-            if not (0 < len(key_id) <= KEY_ID_MAX and key_id.replace("-", "").isalnum()):
+            if not (
+                0 < len(key_id) <= KEY_ID_MAX
+                and key_id.isascii()
+                and key_id.replace("-", "").isalnum()
+            ):
                 raise KeyringError(f"{path}: key id '{key_id}' must be 1-32 of [A-Za-z0-9-]")
             try:
                 value = bytes.fromhex(secret)
@@ -73,7 +77,7 @@ class Keyring:
                 raise KeyringError(f"{path}: key '{key_id}' is shorter than {MIN_KEY_BYTES} bytes")
             keys[key_id] = value
         current = data.get("current", next(iter(keys)))
-        if current not in keys:
+        if not isinstance(current, str) or current not in keys:
             raise KeyringError(f"{path}: current key '{current}' is not in [keys]")
         unknown = set(data) - {"keys", "current"}
         if unknown:
@@ -146,7 +150,8 @@ def verify(
     expiry, key_id, token = params.get("e"), params.get("k"), params.get("t")
     if expiry is None or key_id is None or token is None:
         return TokenError.MISSING
-    if not expiry.isdigit() or len(expiry) > 12 or len(token) > 64:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (expiry.isascii() and expiry.isdigit()) or len(expiry) > 12 or len(token) > 64:
         return TokenError.MALFORMED
     key = keyring.keys.get(key_id)
     if key is None:
@@ -157,7 +162,8 @@ def verify(
             return TokenError.MISMATCH
         prefix_s, network = "-", "-"
     else:
-        if not prefix.isdigit() or int(prefix) > 128:
+        # Bounded length: int() of a several-thousand-digit string raises ValueError.
+        if not (prefix.isascii() and prefix.isdigit()) or len(prefix) > 3 or int(prefix) > 128:
             return TokenError.MALFORMED
         prefix_s, network = prefix, _network(client_ip, int(prefix))
     expected = _mac(key, content_id, expiry, prefix_s, network)

@@ -1,0 +1,239 @@
+"""The open-file cache, over real files installed on a real disk and a real index."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.disks import Disk, open_disk
+from edge.fdcache import FdCache, FileUnavailable, OpenFile, is_disk_error
+from edge.httpdate import format_http_date
+from edge.importer import install_file
+from edge.index import ContentIndex
+from edgefleet.models import ContentRecord
+
+
+class Appliance:
+    """One disk, one index, and a way to install files: what the server's cache sits on."""
+
+    def __init__(self, root: Path) -> None:
+        self.disk = open_disk(root / "disk", create=True)
+        self.disks: dict[str, Disk] = {self.disk.disk_id: self.disk}
+        self.index = ContentIndex(root / "index", map_size=1 << 20)
+        self.src = root / "src"
+        self.src.mkdir()
+
+    def install(self, content_id: str, data: bytes) -> ContentRecord:
+        (self.src / content_id).write_bytes(data)
+        return install_file(self.src / content_id, content_id, self.disk, self.index)
+
+    def raw(self, content_id: str) -> bytes:
+        raw = self.index.get_raw(content_id.encode())
+        assert raw is not None
+        return raw
+
+    def resolve(self, record: ContentRecord) -> str:
+        return self.disks[record.disk_id].path_of(record.relpath)
+
+    def cache(self, capacity: int = 8) -> FdCache:
+        return FdCache(capacity, self.resolve)
+
+    def acquire(self, cache: FdCache, content_id: str) -> OpenFile:
+        return cache.acquire(content_id.encode(), self.raw(content_id))
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Appliance]:
+    appliance = Appliance(tmp_path)
+    yield appliance
+    appliance.index.close()
+
+
+def is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def read_all(entry: OpenFile) -> bytes:
+    return os.pread(entry.fd, entry.record.size + 1, 0)
+
+
+def test_hit_returns_the_same_open_file(app: Appliance) -> None:
+    app.install("a.mp4", b"hello")
+    cache = app.cache()
+    first = app.acquire(cache, "a.mp4")
+    second = app.acquire(cache, "a.mp4")
+    assert second is first
+    assert second.fd == first.fd
+    assert read_all(first) == b"hello"
+    assert len(cache) == 1
+    first.release()
+    second.release()
+    assert is_open(first.fd)  # the cache still holds it
+    cache.clear()
+    assert not is_open(first.fd)
+
+
+def test_entry_carries_the_response_validators(app: Appliance) -> None:
+    rec = app.install("a.mp4", b"hello")
+    cache = app.cache()
+    entry = app.acquire(cache, "a.mp4")
+    assert entry.etag == f'"{rec.checksum}"'
+    assert entry.last_modified == rec.install_time
+    assert (
+        entry.header_block
+        == (
+            "Content-Type: video/mp4\r\n"
+            f'ETag: "{rec.checksum}"\r\n'
+            f"Last-Modified: {format_http_date(rec.install_time)}\r\n"
+            "Accept-Ranges: bytes\r\n"
+        ).encode()
+    )
+    entry.release()
+    cache.clear()
+
+
+def test_new_generation_reopens_while_in_flight_responses_keep_the_old_file(
+    app: Appliance,
+) -> None:
+    app.install("a.bin", b"version one")
+    cache = app.cache()
+    old = app.acquire(cache, "a.bin")  # a response still sending the old file
+    app.install("a.bin", b"version two!")
+    new = app.acquire(cache, "a.bin")
+    assert new is not old
+    assert new.generation > old.generation
+    assert read_all(new) == b"version two!"
+    assert read_all(old) == b"version one"  # not closed under the response
+    assert len(cache) == 1
+    old.release()
+    assert not is_open(old.fd)
+    assert is_open(new.fd)
+    new.release()
+    cache.clear()
+    assert not is_open(new.fd)
+
+
+def test_size_mismatch_is_503(app: Appliance) -> None:
+    rec = app.install("a.bin", b"0123456789")
+    os.truncate(app.resolve(rec), 4)  # a torn file: never serve it as if whole
+    cache = app.cache()
+    with pytest.raises(FileUnavailable) as excinfo:
+        app.acquire(cache, "a.bin")
+    assert (excinfo.value.status, excinfo.value.kind) == (503, "size_mismatch")
+    assert "4 bytes on disk, 10 indexed" in str(excinfo.value)
+    assert len(cache) == 0
+
+
+def test_missing_file_is_404(app: Appliance) -> None:
+    rec = app.install("a.bin", b"x")
+    os.unlink(app.resolve(rec))
+    with pytest.raises(FileUnavailable) as excinfo:
+        app.acquire(app.cache(), "a.bin")
+    assert (excinfo.value.status, excinfo.value.kind) == (404, "missing_file")
+
+
+def test_unknown_disk_is_503(app: Appliance) -> None:
+    app.install("a.bin", b"x")
+    app.disks.clear()  # the disk failed and was taken out of service
+    with pytest.raises(FileUnavailable) as excinfo:
+        app.acquire(app.cache(), "a.bin")
+    assert (excinfo.value.status, excinfo.value.kind) == (503, "disk_failed")
+
+
+def test_path_that_is_no_longer_our_file_is_503(app: Appliance) -> None:
+    rec = app.install("a.bin", b"x")
+    path = Path(app.resolve(rec))
+    os.unlink(path)
+    path.mkdir()  # a directory opens O_RDONLY, but it is not the indexed file
+    with pytest.raises(FileUnavailable) as excinfo:
+        app.acquire(app.cache(), "a.bin")
+    assert excinfo.value.status == 503
+
+
+def test_eviction_closes_only_released_files(app: Appliance) -> None:
+    for cid in ("a", "b", "c"):
+        app.install(cid, cid.encode() * 10)
+    cache = app.cache(capacity=2)
+    a = app.acquire(cache, "a")  # held by a response
+    b = app.acquire(cache, "b")
+    b.release()
+    c = app.acquire(cache, "c")  # evicts a, the least recently used
+    c.release()
+    assert len(cache) == 2
+    assert is_open(a.fd)
+    assert read_all(a) == b"a" * 10
+    assert is_open(b.fd)
+    a.release()  # the response finished: now it closes
+    assert not is_open(a.fd)
+    assert app.acquire(cache, "b") is b  # still cached
+    b.release()
+
+
+def test_eviction_is_least_recently_used(app: Appliance) -> None:
+    for cid in ("a", "b", "c"):
+        app.install(cid, b"x")
+    cache = app.cache(capacity=2)
+    a = app.acquire(cache, "a")
+    a.release()
+    b = app.acquire(cache, "b")
+    b.release()
+    assert app.acquire(cache, "a") is a  # touch a: b is now the oldest
+    a.release()
+    app.acquire(cache, "c").release()
+    assert not is_open(b.fd)
+    assert is_open(a.fd)
+    assert app.acquire(cache, "a") is a
+    a.release()
+    cache.clear()
+
+
+def test_invalidate_forgets_the_entry(app: Appliance) -> None:
+    app.install("a", b"x")
+    cache = app.cache()
+    entry = app.acquire(cache, "a")
+    cache.invalidate(b"a")
+    cache.invalidate(b"never-cached")
+    assert len(cache) == 0
+    assert is_open(entry.fd)  # still in use
+    entry.release()
+    assert not is_open(entry.fd)
+    again = app.acquire(cache, "a")
+    assert again is not entry
+    again.release()
+    cache.clear()
+
+
+def test_capacity_is_at_least_one(app: Appliance) -> None:
+    app.install("a", b"x")
+    cache = FdCache(0, app.resolve)
+    entry = app.acquire(cache, "a")
+    entry.release()
+    assert len(cache) == 1
+    assert app.acquire(cache, "a") is entry
+    entry.release()
+    cache.clear()
+
+
+@pytest.mark.parametrize(
+    ("code", "disk"),
+    [
+        (errno.EIO, True),
+        (errno.ENXIO, True),
+        (errno.ENODEV, True),
+        (errno.ESTALE, True),
+        (errno.EROFS, True),
+        (errno.EPIPE, False),
+        (errno.ECONNRESET, False),
+        (errno.ENOENT, False),
+    ],
+)
+def test_is_disk_error(code: int, disk: bool) -> None:
+    assert is_disk_error(OSError(code, os.strerror(code))) is disk
