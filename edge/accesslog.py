@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import threading
 import time
 from typing import Any
 
@@ -55,6 +56,7 @@ class AccessLog:
         self.buffer: list[LogEntry] = []
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._pending: asyncio.Future[Any] | None = None
+        self._lock = threading.Lock()
 
     def flush_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         """Hand the buffered entries to a thread that formats and writes them."""
@@ -64,20 +66,24 @@ class AccessLog:
         self._pending = loop.run_in_executor(None, self._write, entries)
 
     def _write(self, entries: list[LogEntry]) -> None:
-        os.write(self._fd, _format(entries))
+        data = _format(entries)
+        # The lock orders this thread's write against close() and reopen() on the loop thread.
+        with self._lock:
+            if self._fd >= 0:
+                os.write(self._fd, data)
 
     def close(self) -> None:
-        """Write what is left synchronously and close the file."""
-        if self._pending is not None and not self._pending.done():
-            # The executor may still be writing; a final synchronous write keeps order loosely.
-            pass
+        """Write what is left (after any write in flight) and close the file."""
         if self.buffer:
             self._write(self.buffer)
             self.buffer = []
-        os.close(self._fd)
+        with self._lock:
+            os.close(self._fd)
+            self._fd = -1
 
     def reopen(self) -> None:
         """Reopen the file (after logrotate moved it; called on SIGHUP)."""
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        old, self._fd = self._fd, fd
+        with self._lock:
+            old, self._fd = self._fd, fd
         os.close(old)

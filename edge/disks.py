@@ -56,11 +56,14 @@ def open_disk(root: str | Path, *, create: bool = False) -> Disk:
     except FileNotFoundError:
         if not create:
             raise DiskError(f"{root}: not an edgefleet disk (no {DISK_ID_FILE})") from None
-        root.mkdir(parents=True, exist_ok=True)
         disk_id = uuid.uuid4().hex[:16]
-        tmp = root / f"{DISK_ID_FILE}.tmp"
-        tmp.write_text(disk_id + "\n")
-        os.replace(tmp, id_file)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = root / f"{DISK_ID_FILE}.tmp"
+            tmp.write_text(disk_id + "\n")
+            os.replace(tmp, id_file)
+        except OSError as exc:
+            raise DiskError(f"{root}: cannot create disk: {exc.strerror}") from None
     except OSError as exc:
         raise DiskError(f"{root}: {exc.strerror}") from None
     if not disk_id.isalnum():

@@ -164,9 +164,15 @@ def import_directory(
             files.append(path)
     progress = Progress(sum(p.stat().st_size for p in files), out=progress_out)
     records = []
+    by_id = {d.disk_id: d for d in disks}
     for path in files:
+        old = index.get(path.name)
         disk = choose_disk(disks, path.stat().st_size, reserve_bytes)
-        records.append(install_file(path, path.name, disk, index, progress.advance))
+        record = install_file(path, path.name, disk, index, progress.advance)
+        if old is not None and old.disk_id != record.disk_id and old.disk_id in by_id:
+            # Re-imported onto another disk: the index no longer points at the old copy.
+            Path(by_id[old.disk_id].path_of(old.relpath)).unlink(missing_ok=True)
+        records.append(record)
         progress.advance(0, files=1)
     progress.finish()
     return records

@@ -121,6 +121,8 @@ def sign(
     if client_ip is not None:
         addr = ipaddress.ip_address(client_ip)
         plen = prefix_len if prefix_len is not None else addr.max_prefixlen
+        if not 0 <= plen <= addr.max_prefixlen:
+            raise ValueError(f"prefix length {plen} is out of range for {client_ip}")
         prefix, network = str(plen), _network(client_ip, plen)
         params["p"] = prefix
     params["t"] = _mac(keyring.keys[keyring.current], content_id, params["e"], prefix, network)

@@ -170,3 +170,28 @@ def test_hash_file(tmp_path: Path) -> None:
     assert hash_file(tmp_path / "f") == xxhash.xxh3_128(data).hexdigest()
     (tmp_path / "empty").write_bytes(b"")
     assert hash_file(tmp_path / "empty") == xxhash.xxh3_128(b"").hexdigest()
+
+
+class FullDisk(Disk):
+    """A disk with no free space left."""
+
+    def free_bytes(self) -> int:
+        return 0
+
+
+def test_reimport_onto_another_disk_removes_the_old_copy(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(b"first")
+    d0 = open_disk(tmp_path / "d0", create=True)
+    d1 = open_disk(tmp_path / "d1", create=True)
+    index = ContentIndex(tmp_path / "index")
+    try:
+        (first,) = import_directory(src, index, [d0], progress_out=io.StringIO())
+        (src / "a.bin").write_bytes(b"second")
+        full_d0 = FullDisk(d0.disk_id, d0.root)  # d0 has filled up since
+        (second,) = import_directory(src, index, [full_d0, d1], progress_out=io.StringIO())
+    finally:
+        index.close()
+    assert not Path(d0.path_of(first.relpath)).exists()
+    assert Path(d1.path_of(second.relpath)).read_bytes() == b"second"
