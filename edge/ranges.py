@@ -17,6 +17,8 @@ Choices where RFC 9110 lets a server decide (documented in docs/edge.md too):
 - More than `max_ranges` range-specs, or satisfiable ranges whose lengths add up to more than
   the representation itself, are signs of an attack (§14.2, and the 2011 "Apache Killer"):
   like nginx, we ignore the header and answer 200.
+- A position of more than 19 digits (past 2**63) makes the spec invalid, so the header is
+  ignored (200): no real file is that large, and refusing it bounds the integers we build.
 - A zero-length representation has no satisfiable range (§14.1.1: first-pos must be less than
   the length; a suffix range would select nothing), so a Range on it is answered 416.
 """

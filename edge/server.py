@@ -125,6 +125,8 @@ class EdgeProtocol(asyncio.Protocol):
         self.headers: dict[bytes, bytes] = {}
         self.header_bytes = 0
         self.reject_status = 0
+        self.in_head = False
+        self.head_raw = 0  # bytes of a head still unfinished after whole chunks; -1: began now
         # Per-response state (sending)
         self.out: deque[Any] = deque()
         self.resp_file: OpenFile | None = None
@@ -206,6 +208,12 @@ class EdgeProtocol(asyncio.Protocol):
             self._pause_reading()
         except httptools.HttpParserError:
             self._fail(400, "malformed request")
+        if self.in_head and not self.parse_failed:
+            # httptools reports a header only once its line ends: bound what a line that never
+            # ends makes us buffer (counting whole chunks; the chunk a head began in is not).
+            self.head_raw = 0 if self.head_raw < 0 else self.head_raw + len(data)
+            if self.head_raw > self.limits.max_header_bytes:
+                self._fail(431, "request header fields too large")
         if self.queue and not self.out:
             self._next()
 
@@ -215,6 +223,8 @@ class EdgeProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = {}
         self.header_bytes = 0
+        self.in_head = True
+        self.head_raw = -1
         if not self.out:
             self.state = PARSING
             self.since = time.monotonic()
@@ -236,6 +246,9 @@ class EdgeProtocol(asyncio.Protocol):
             old = self.headers.get(name)
             # RFC 9110 §5.3: repeated fields combine into one comma-separated list.
             self.headers[name] = value if old is None else old + b", " + value
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
 
     def on_message_complete(self) -> None:
         parser = self.parser
@@ -547,8 +560,10 @@ class EdgeProtocol(asyncio.Protocol):
                     self._send_failed(exc)
                     return
                 if n == 0:
-                    # The file is shorter than its index record: never pad or lie, cut off.
+                    # The file is shorter than its index record: never pad or lie, cut off;
+                    # forget the descriptor so the next request reopens it (and gets a 503).
                     worker.stats.error("short_file")
+                    worker.fdcache.invalidate(self.resp_file.record.content_id.encode())  # type: ignore[union-attr]
                     self._abort()
                     return
                 self.resp_sent += n

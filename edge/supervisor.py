@@ -13,6 +13,7 @@ it is healthy.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -35,6 +36,9 @@ log = logging.getLogger("edgefleet.edge")
 STARTUP_TIMEOUT_S = 30.0
 # A worker that dies this soon after starting is crash-looping: restart it no faster than this.
 MIN_RESTART_INTERVAL_S = 1.0
+# Signals a worker acts on through its event loop: blocked from before the fork until the loop
+# handles them (edge.worker unblocks them), so one sent while a worker starts is held, not fatal.
+WORKER_SIGNALS = frozenset((signal.SIGTERM, signal.SIGHUP))
 
 
 class StartupError(Exception):
@@ -117,6 +121,7 @@ class Supervisor:
 
     def _spawn(self, slot: Slot, *inherited: int) -> None:
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
@@ -137,6 +142,7 @@ class Supervisor:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(ready_w)
         if slot.ready_fd >= 0:
             os.close(slot.ready_fd)
@@ -175,10 +181,8 @@ class Supervisor:
         wake_r = inherited[1]
         while not self._stop:
             timeout = 1.0 if watchdog is None else min(1.0, watchdog)
-            try:
+            with contextlib.suppress(InterruptedError):
                 select.select([wake_r], [], [], timeout)
-            except InterruptedError:
-                pass
             _drain_pipe(wake_r)
             if self._reload:
                 self._reload = False
@@ -189,9 +193,11 @@ class Supervisor:
                 sdnotify.notify("WATCHDOG=1")
                 last_ping = now
             self._write_status()
-        return self._shutdown()
+        return self._shutdown(wake_r)
 
-    def _reap_and_restart(self, inherited: tuple[int, ...]) -> None:
+    def _reap(self) -> list[tuple[Slot, int, int]]:
+        """(slot, pid, wait status) of every worker that exited, without blocking."""
+        exited = []
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -202,12 +208,12 @@ class Supervisor:
             for slot in self.slots:
                 if slot.pid == pid:
                     slot.pid = 0
-                    log.error(
-                        "edge worker %d (pid %d) %s; restarting",
-                        slot.index,
-                        pid,
-                        _describe(status),
-                    )
+                    exited.append((slot, pid, status))
+        return exited
+
+    def _reap_and_restart(self, inherited: tuple[int, ...]) -> None:
+        for slot, pid, status in self._reap():
+            log.error("edge worker %d (pid %d) %s; restarting", slot.index, pid, _describe(status))
         now = time.monotonic()
         for slot in self.slots:
             if slot.pid == 0 and now - slot.started >= MIN_RESTART_INTERVAL_S:
@@ -221,38 +227,35 @@ class Supervisor:
     def _signal_all(self, sig: int) -> None:
         for slot in self.slots:
             if slot.pid:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(slot.pid, sig)
-                except ProcessLookupError:
-                    pass
 
     def _terminate_all(self) -> None:
         self._signal_all(signal.SIGKILL)
         for slot in self.slots:
             if slot.pid:
-                try:
+                with contextlib.suppress(ChildProcessError):
                     os.waitpid(slot.pid, 0)
-                except ChildProcessError:
-                    pass
                 slot.pid = 0
 
-    def _shutdown(self) -> int:
+    def _shutdown(self, wake_r: int) -> int:
         sdnotify.notify("STOPPING=1")
         self.out.write("edgefleet edge: draining\n")
         self.out.flush()
         self._signal_all(signal.SIGTERM)
         deadline = time.monotonic() + self.config.drain_timeout_s + 5.0
         code = 0
-        while self._alive() and time.monotonic() < deadline:
-            try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
+        # Never a blocking wait: a wedged worker must not keep us past the deadline.
+        while True:
+            for _, _, status in self._reap():
+                if status != 0:
+                    code = 1
+            remaining = deadline - time.monotonic()
+            if not self._alive() or remaining <= 0:
                 break
-            for slot in self.slots:
-                if slot.pid == pid:
-                    slot.pid = 0
-                    if status != 0:
-                        code = 1
+            with contextlib.suppress(InterruptedError):
+                select.select([wake_r], [], [], min(remaining, 1.0))  # SIGCHLD wakes us
+            _drain_pipe(wake_r)
         if self._alive():
             log.error("edge workers did not drain in time; killing them")
             self._terminate_all()
@@ -263,7 +266,7 @@ class Supervisor:
         return code
 
     def _write_status(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             write_json_atomic(
                 supervisor_file(self.config.runtime_dir),
                 {
@@ -274,8 +277,6 @@ class Supervisor:
                     "restarts": self.restarts,
                 },
             )
-        except OSError:
-            pass
 
 
 def _drain_pipe(fd: int) -> None:

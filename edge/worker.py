@@ -215,6 +215,8 @@ async def _serve(config: EdgeConfig, slot: int, port: int, ready_fd: int) -> int
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, worker.reload)
+    # Held since the fork (edge.supervisor.WORKER_SIGNALS): one sent meanwhile is handled now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGHUP))
     worker.start()
     os.write(ready_fd, b"R")
     os.close(ready_fd)

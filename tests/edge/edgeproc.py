@@ -167,9 +167,16 @@ class ResponseReader:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         length = 0 if head or status == 304 else int(headers.get("content-length", "0"))
-        while len(self.buf) < length:
-            if not self._fill():
-                raise ConnectionError("closed mid-body")
+        if len(self.buf) < length:
+            # Collect the chunks and join once: `buf += chunk` is quadratic on large bodies.
+            parts, have = [self.buf], len(self.buf)
+            while have < length:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    raise ConnectionError("closed mid-body")
+                parts.append(chunk)
+                have += len(chunk)
+            self.buf = b"".join(parts)
         body, self.buf = self.buf[:length], self.buf[length:]
         return status, headers, body
 
@@ -182,8 +189,9 @@ class ResponseReader:
             return True
 
 
-def request(port: int, target: str, headers: dict[str, str] | None = None,
-            method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+def request(
+    port: int, target: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
     """One request on a fresh connection."""
     lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
