@@ -546,10 +546,7 @@ class EdgeProtocol(asyncio.Protocol):
                         if not data:
                             n = 0
                         else:
-                            n = sock.send(data)
-                            if n < len(data):
-                                out.insert(1, [offset + n, count - n])
-                                out[0] = [offset, n]
+                            n = sock.send(data)  # a partial send advances the chunk below
                 except BlockingIOError:
                     self._wait_writable()
                     return
