@@ -41,10 +41,28 @@ def make_samples(src: Path) -> None:
     movie = src / "testcard.mp4"
     if not movie.exists() and shutil.which("ffmpeg"):
         subprocess.run(
-            ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-             "testsrc2=duration=20:size=640x360:rate=25", "-f", "lavfi", "-i",
-             "sine=frequency=440:duration=20", "-c:v", "mpeg4", "-q:v", "5", "-c:a", "aac",
-             "-shortest", str(movie)],
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=duration=20:size=640x360:rate=25",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:duration=20",
+                "-c:v",
+                "mpeg4",
+                "-q:v",
+                "5",
+                "-c:a",
+                "aac",
+                "-shortest",
+                str(movie),
+            ],
             check=False,
         )
 
