@@ -285,7 +285,17 @@ class EdgeProtocol(asyncio.Protocol):
             else:
                 self.resp_req = item
                 self.resp_keep_alive = item.keep_alive and not self.draining
-                self._handle(item)
+                try:
+                    self._handle(item)
+                except Exception:
+                    # A bug or an index failure costs this request, never the worker.
+                    self.worker.internal_error()
+                    self.out.clear()
+                    if self.resp_file is not None:
+                        self.resp_file.release()
+                        self.resp_file = None
+                    self.resp_keep_alive = False
+                    self._reply(500, "internal error")
             self._pump()
         if self.closed:
             return

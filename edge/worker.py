@@ -165,6 +165,11 @@ class Worker:
             self._unavailable_logged.add(key)
             log.error("worker %d: %s", self.slot, exc)
 
+    def internal_error(self) -> None:
+        """Count and log an unexpected exception while answering a request."""
+        self.stats.error("internal")
+        log.exception("worker %d: internal error while answering a request", self.slot)
+
     def sendfile_unsupported(self, exc: OSError) -> None:
         """Switch this worker to the pread+send fallback."""
         log.warning("worker %d: sendfile failed (%s); using pread+send", self.slot, exc)

@@ -249,3 +249,21 @@ def test_other_methods_are_405(edge: EdgeProcess) -> None:
             status, headers, _ = ResponseReader(sock).next()
             assert status == 405
             assert headers["allow"] == "GET, HEAD"
+
+
+def test_corrupt_index_record_is_500_and_the_worker_survives(edge: EdgeProcess) -> None:
+    import lmdb
+
+    env = lmdb.open(str(edge.root / "index"), max_dbs=4)
+    try:
+        with env.begin(write=True) as txn:
+            txn.put(b"corrupt.bin", b"\x00garbage", db=env.open_db(b"content", txn=txn))
+    finally:
+        env.close()
+    pids = edge.workers()
+    for _ in range(4):  # reach both workers
+        status, _, body = request(edge.port, edge.url("corrupt.bin"))
+        assert (status, body) == (500, b"internal error\n")
+    status, _, body = request(edge.port, edge.url("blob.bin"))
+    assert (status, body) == (200, DATA)
+    assert edge.workers() == pids
