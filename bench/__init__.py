@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.edge` compares the edge data path with nginx."""
