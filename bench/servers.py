@@ -297,7 +297,7 @@ class Edge(Server):
             f"workers = {workers}\n"
             f'runtime_dir = "{root / "run"}"\n'
             'access_log = ""\n'
-            f"header_separate_segment = {str(header_separate_segment).lower()}\n"
+            f"header_coalesce_max_bytes = {0 if header_separate_segment else 32768}\n"
             f"sendfile = {str(sendfile).lower()}\n"
             "[listen]\n"
             f'host = "{HOST}"\n'

@@ -55,9 +55,10 @@ class EdgeConfig:
     access_log: str = ""  # path; empty disables the access log
     drain_timeout_s: float = 30.0
     fd_cache_size: int = 4096
-    # Send the response header as its own TCP segment instead of coalescing it with the first
-    # body bytes (see docs/edge.md: helps 64 KiB ranges on loopback, costs small ranges).
-    header_separate_segment: bool = False
+    # The response header leaves in the same TCP segment as the body (MSG_MORE) when the body
+    # is at most this many bytes, and as its own segment otherwise: one packet for small
+    # ranges, no stalled partial segment for large ones (docs/edge.md). 0: always separate.
+    header_coalesce_max_bytes: int = 32768
     # Use os.sendfile for bodies; false forces the pread+send fallback (also used on TLS or
     # filesystems where sendfile fails).
     sendfile: bool = True

@@ -25,8 +25,8 @@ Choices where RFC 9110 lets a server decide (documented in docs/edge.md too):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+import re
+from typing import Final, NamedTuple
 
 # Gap below which two ranges are sent as one part: about one multipart part header.
 COALESCE_GAP: Final = 80
@@ -34,11 +34,14 @@ DEFAULT_MAX_RANGES: Final = 16
 _MAX_DIGITS: Final = 19  # positions beyond 2**63 are nonsense; refuse to build huge ints
 
 
-@dataclass(frozen=True, slots=True)
-class Satisfiable:
+class Satisfiable(NamedTuple):
     """One or more byte ranges to send, as inclusive (first, last) positions."""
 
     ranges: tuple[tuple[int, int], ...]
+
+
+# The shape nearly every player sends: one `bytes=first-last` or `bytes=first-` (hot path).
+_SINGLE = re.compile(r"bytes=([0-9]{1,19})-([0-9]{0,19})")
 
 
 class _Outcome:
@@ -98,6 +101,12 @@ def evaluate(value: str | None, length: int, max_ranges: int = DEFAULT_MAX_RANGE
     """Decide how to answer a GET with Range header *value* for a representation of *length*."""
     if value is None:
         return FULL
+    single = _SINGLE.fullmatch(value)
+    if single is not None:
+        first = int(single[1])
+        last = int(single[2]) if single[2] else length - 1
+        if first <= last and first < length:
+            return Satisfiable(((first, min(last, length - 1)),))
     specs = parse(value)
     if specs is None or len(specs) > max_ranges:
         return FULL

@@ -62,6 +62,7 @@ CONDITIONAL: Final = (
 )
 MSG_MORE: Final = getattr(socket, "MSG_MORE", 0)
 SENDFILE_MAX: Final = 1 << 30
+TOKENS_SEEN_MAX: Final = 65_536
 FALLBACK_CHUNK: Final = 256 * 1024
 LINGER_S: Final = 2.0
 # sendfile cannot be used on this file or socket: fall back to pread + send.
@@ -339,16 +340,10 @@ class EdgeProtocol(asyncio.Protocol):
                 self._reply(400, "invalid path range (expected /range/{first}-{last})")
                 return
         if worker.keyring is not None:
-            err = tokens.verify(
-                worker.keyring,
-                cid.decode(),
-                _query_params(query),
-                self.peer,
-                require_binding=worker.config.tokens.require_client_binding,
-            )
-            if err is not None:
-                worker.stats.error("token_" + err.name.lower())
-                self._reply(403, err.value)
+            # A player fetches many ranges with one URL: a token verified once for this client
+            # is remembered until it expires, so the HMAC is not recomputed per range.
+            expiry = worker.tokens_seen.get((cid, query, self.peer))
+            if (expiry is None or expiry < time.time()) and not self._verify_token(cid, query):
                 return
         raw = worker.index.get_raw(cid)
         if raw is None:
@@ -362,6 +357,27 @@ class EdgeProtocol(asyncio.Protocol):
             return
         self.resp_file = entry
         self._file_response(req, entry, path_range)
+
+    def _verify_token(self, cid: bytes, query: bytes) -> bool:
+        worker = self.worker
+        assert worker.keyring is not None
+        params = _query_params(query)
+        err = tokens.verify(
+            worker.keyring,
+            cid.decode(),
+            params,
+            self.peer,
+            require_binding=worker.config.tokens.require_client_binding,
+        )
+        if err is not None:
+            worker.stats.error("token_" + err.name.lower())
+            self._reply(403, err.value)
+            return False
+        seen = worker.tokens_seen
+        if len(seen) >= TOKENS_SEEN_MAX:
+            seen.clear()
+        seen[(cid, query, self.peer)] = int(params["e"])
+        return True
 
     def _file_response(
         self, req: Request, entry: OpenFile, path_range: tuple[int, int] | None
@@ -581,7 +597,7 @@ class EdgeProtocol(asyncio.Protocol):
                     chunk[1] = count - n
             else:
                 try:
-                    n = sock.send(chunk, MSG_MORE if len(out) > 1 and worker.coalesce else 0)
+                    n = sock.send(chunk, self._send_flags())
                 except BlockingIOError:
                     self._wait_writable()
                     return
@@ -595,6 +611,15 @@ class EdgeProtocol(asyncio.Protocol):
                     out[0] = chunk[n:]
         self._response_done()
 
+    def _send_flags(self) -> int:
+        """MSG_MORE when a small file chunk follows, so header and body share a segment."""
+        out = self.out
+        if len(out) > 1:
+            follower = out[1]
+            if follower.__class__ is not list or follower[1] <= self.worker.coalesce_max:
+                return MSG_MORE
+        return 0
+
     def _wait_writable(self) -> None:
         self.since = time.monotonic()  # send_timeout_s counts from the last progress
         if not self.waiting_writable:
@@ -603,10 +628,13 @@ class EdgeProtocol(asyncio.Protocol):
             self._pause_reading()
 
     def _on_writable(self) -> None:
-        self.loop.remove_writer(self.sockfd)
-        self.waiting_writable = False
+        # The writer stays registered while the response still has bytes to go: registering
+        # and unregistering per EAGAIN costs several epoll_ctl calls each time.
         self._pump()
         if not self.out:
+            if self.waiting_writable:
+                self.waiting_writable = False
+                self.loop.remove_writer(self.sockfd)
             self._next()
 
     def _send_failed(self, exc: OSError) -> None:

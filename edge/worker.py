@@ -63,6 +63,8 @@ class Worker:
             self.keyring = Keyring.load(config.tokens.keyring)
         else:
             log.warning("worker %d: signed URLs are DISABLED (tokens.required = false)", slot)
+        # Verified tokens: (content id, query, client) → expiry; cleared when keys change.
+        self.tokens_seen: dict[tuple[bytes, bytes, str], int] = {}
         self.stats = WorkerStats()
         previous = read_json(worker_file(config.runtime_dir, slot))
         if previous is not None:
@@ -72,7 +74,7 @@ class Worker:
         self.draining = False
         self.drained = asyncio.Event()
         self.use_sendfile = config.sendfile and os.environ.get("EDGEFLEET_NO_SENDFILE") != "1"
-        self.coalesce = not config.header_separate_segment
+        self.coalesce_max = config.header_coalesce_max_bytes
         self.boundary = secrets.token_hex(16).encode()
         self.date_line = b""
         self._unavailable_logged: set[bytes] = set()
@@ -182,6 +184,7 @@ class Worker:
         if self.config.tokens.required:
             try:
                 self.keyring = Keyring.load(self.config.tokens.keyring)
+                self.tokens_seen.clear()
                 log.info("worker %d: keyring reloaded", self.slot)
             except KeyringError as exc:
                 log.error(
