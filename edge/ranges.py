@@ -103,10 +103,10 @@ def evaluate(value: str | None, length: int, max_ranges: int = DEFAULT_MAX_RANGE
         return FULL
     single = _SINGLE.fullmatch(value)
     if single is not None:
-        first = int(single[1])
-        last = int(single[2]) if single[2] else length - 1
-        if first <= last and first < length:
-            return Satisfiable(((first, min(last, length - 1)),))
+        lo = int(single[1])
+        hi = int(single[2]) if single[2] else length - 1
+        if lo <= hi and lo < length:
+            return Satisfiable(((lo, min(hi, length - 1)),))
     specs = parse(value)
     if specs is None or len(specs) > max_ranges:
         return FULL
