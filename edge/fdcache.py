@@ -37,7 +37,17 @@ class FileUnavailable(Exception):
 class OpenFile:
     """One open descriptor and what a response needs to know about its file."""
 
-    __slots__ = ("etag", "fd", "generation", "header_block", "last_modified", "record", "refs")
+    __slots__ = (
+        "etag",
+        "fd",
+        "fixed",
+        "generation",
+        "header_block",
+        "last_modified",
+        "record",
+        "refs",
+        "size",
+    )
 
     def __init__(self, fd: int, record: ContentRecord) -> None:
         self.fd = fd
@@ -52,6 +62,8 @@ class OpenFile:
             f"Last-Modified: {format_http_date(record.install_time)}\r\n"
             "Accept-Ranges: bytes\r\n"
         ).encode("latin-1")
+        self.fixed = b"Server: edgefleet\r\n" + self.header_block  # what every 200/206 carries
+        self.size = record.size
         self.refs = 1  # the cache's own reference
 
     def release(self) -> None:
@@ -89,6 +101,16 @@ class FdCache:
         self._entries[key] = entry
         if len(self._entries) > self.capacity:
             self._drop(next(iter(self._entries)))
+        entry.refs += 1
+        return entry
+
+    def peek(self, key: bytes, raw_record: bytes) -> OpenFile | None:
+        """The cached open file for *key* if it is current, with a reference taken; else None
+        (the fast path then falls back to `acquire`)."""
+        entry = self._entries.get(key)
+        if entry is None or entry.generation != _GEN_AT_16.unpack_from(raw_record, 16)[0]:
+            return None
+        self._entries.move_to_end(key)
         entry.refs += 1
         return entry
 

@@ -152,6 +152,10 @@ class ContentIndex:
             raw: bytes | None = txn.get(key)
             return raw
 
+    def read_view(self) -> ReadView:
+        """A read transaction kept open for fast lookups (see `ReadView`)."""
+        return ReadView(self)
+
     def generation(self) -> int:
         """The index generation: bumped by every put and delete."""
         with self._begin(db=self._meta) as txn:
@@ -267,6 +271,38 @@ class ContentIndex:
             except lmdb.MapFullError:
                 # Grow the map and retry the whole transaction (it was aborted).
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+
+
+class ReadView:
+    """One read transaction held open between refreshes, so a lookup is a `get`, not a new
+    transaction (server workers refresh it once a second).
+
+    A content id missing from the view refreshes it and looks again, so a newly installed file
+    is visible at once; a replaced or removed record may be seen as it was for up to one refresh
+    interval, which is safe because the fill agent removes files from disk only after a grace
+    period, and a replaced file's old bytes stay readable through the descriptor already open.
+    """
+
+    def __init__(self, index: ContentIndex) -> None:
+        self._index = index
+        self._txn = index._begin(db=index._content)
+
+    def get_raw(self, key: bytes) -> bytes | None:
+        """The packed record for the utf-8 key, refreshing once on a miss."""
+        raw: bytes | None = self._txn.get(key)
+        if raw is None:
+            self.refresh()
+            raw = self._txn.get(key)
+        return raw
+
+    def refresh(self) -> None:
+        """See the index as it is now."""
+        self._txn.abort()
+        self._txn = self._index._begin(db=self._index._content)
+
+    def close(self) -> None:
+        """End the transaction (before closing the index)."""
+        self._txn.abort()
 
 
 def _u64(raw: bytes | None) -> int:

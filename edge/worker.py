@@ -54,6 +54,7 @@ class Worker:
         self.slot = slot
         self.loop = loop
         self.index = ContentIndex(config.index, readonly=True)
+        self.view = self.index.read_view()
         self.disks: dict[str, Disk] = {}
         self.disk_state: list[tuple[str, str, int | None, int | None]] = []
         self.fdcache = FdCache(config.fd_cache_size, self._path_of)
@@ -89,6 +90,7 @@ class Worker:
 
     def _tick(self) -> None:
         self._update_date()
+        self.view.refresh()
         now = time.monotonic()
         for conn in list(self.connections):
             conn.expire(now)
@@ -210,6 +212,7 @@ class Worker:
         if self.access_log is not None:
             self.access_log.close()
         self.fdcache.clear()
+        self.view.close()
         self.index.close()
 
 
