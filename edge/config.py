@@ -44,6 +44,19 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class ControlLink:
+    """How the appliance reports to the control plane; empty `url` runs the edge standalone."""
+
+    url: str = ""
+    appliance: str = ""  # this appliance's name in the fleet topology
+    secret_file: str = ""  # the fleet secret (hex); the appliance's token is derived from it
+    prefixes: tuple[str, ...] = ()  # routes this appliance serves (reported to control)
+    nic: str = ""  # interface whose sent bytes are reported; empty: all but loopback
+    nic_capacity_bps: float = 0.0  # 0: read /sys/class/net/<nic>/speed
+    timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     """Everything `edgefleet edge serve` needs."""
 
@@ -66,6 +79,7 @@ class EdgeConfig:
     listen: ListenConfig = field(default_factory=ListenConfig)
     tokens: TokenConfig = field(default_factory=TokenConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    control: ControlLink = field(default_factory=ControlLink)
 
     def validate(self) -> None:
         """Reject values that cannot work, naming the key."""
@@ -81,6 +95,10 @@ class EdgeConfig:
             raise ValueError("'limits.max_header_bytes' must be at least 256")
         if self.limits.max_ranges < 1:
             raise ValueError("'limits.max_ranges' must be at least 1")
+        if self.control.url and not (self.control.appliance and self.control.secret_file):
+            raise ValueError(
+                "'control.appliance' and 'control.secret_file' are required with 'control.url'"
+            )
         for key in ("header_timeout_s", "keep_alive_timeout_s", "send_timeout_s"):
             if getattr(self.limits, key) <= 0:
                 raise ValueError(f"'limits.{key}' must be positive")
@@ -108,6 +126,7 @@ def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Ed
             runtime_dir=fix(conf.runtime_dir),
             access_log=fix(conf.access_log),
             tokens=_replace(conf.tokens, keyring=fix(conf.tokens.keyring)),
+            control=_replace(conf.control, secret_file=fix(conf.control.secret_file)),
         )
     return conf
 

@@ -28,6 +28,7 @@ from edge.config import EdgeConfig
 from edge.disks import open_disks
 from edge.index import ContentIndex, IndexError_
 from edge.metrics import supervisor_file, write_json_atomic
+from edge.reporter import run_reporter
 from edge.worker import listen_socket, run_worker
 from edgefleet import sdnotify
 from edgefleet.tokens import Keyring, KeyringError
@@ -50,6 +51,7 @@ class Slot:
     """One worker position: the process in it now, and when it started."""
 
     index: int
+    kind: str = "worker"  # or "reporter": the control-plane heartbeat process
     pid: int = 0
     started: float = 0.0
     ready_fd: int = -1
@@ -102,6 +104,8 @@ class Supervisor:
             signal.signal(sig, self._on_signal)
         try:
             self.slots = [Slot(i) for i in range(self.config.worker_count)]
+            if self.config.control.url:
+                self.slots.append(Slot(len(self.slots), kind="reporter"))
             for slot in self.slots:
                 self._spawn(slot, reserve.fileno(), wake_r, wake_w)
             self._wait_ready()
@@ -135,7 +139,10 @@ class Supervisor:
                 for other in self.slots:
                     if other.ready_fd >= 0:
                         os.close(other.ready_fd)
-                code = run_worker(self.config, slot.index, self.port, ready_w)
+                if slot.kind == "reporter":
+                    code = run_reporter(self.config, ready_w)
+                else:
+                    code = run_worker(self.config, slot.index, self.port, ready_w)
             except BaseException:
                 logging.getLogger("edgefleet.edge").exception("worker %d died", slot.index)
             finally:
@@ -166,11 +173,15 @@ class Supervisor:
     def _announce(self) -> None:
         host = self.config.listen.host
         shown = f"[{host}]" if ":" in host else host
-        pids = ", ".join(str(s.pid) for s in self.slots)
+        workers = [s for s in self.slots if s.kind == "worker"]
+        pids = ", ".join(str(s.pid) for s in workers)
         self.out.write(
             f"edgefleet edge: serving on http://{shown}:{self.port} "
-            f"(supervisor pid {os.getpid()}, {len(self.slots)} workers: {pids})\n"
+            f"(supervisor pid {os.getpid()}, {len(workers)} workers: {pids})\n"
         )
+        if len(workers) < len(self.slots):
+            link = self.config.control
+            self.out.write(f"edgefleet edge: reporting to {link.url} as '{link.appliance}'\n")
         self.out.flush()
         sdnotify.notify(f"READY=1\nSTATUS=serving on port {self.port}\nMAINPID={os.getpid()}")
         self._write_status()
@@ -189,7 +200,7 @@ class Supervisor:
                 self._signal_all(signal.SIGHUP)
             self._reap_and_restart(inherited)
             now = time.monotonic()
-            if watchdog is not None and now - last_ping >= watchdog and self._alive() > 0:
+            if watchdog is not None and now - last_ping >= watchdog and self._alive("worker") > 0:
                 sdnotify.notify("WATCHDOG=1")
                 last_ping = now
             self._write_status()
@@ -213,7 +224,9 @@ class Supervisor:
 
     def _reap_and_restart(self, inherited: tuple[int, ...]) -> None:
         for slot, pid, status in self._reap():
-            log.error("edge worker %d (pid %d) %s; restarting", slot.index, pid, _describe(status))
+            log.error(
+                "edge %s %d (pid %d) %s; restarting", slot.kind, slot.index, pid, _describe(status)
+            )
         now = time.monotonic()
         for slot in self.slots:
             if slot.pid == 0 and now - slot.started >= MIN_RESTART_INTERVAL_S:
@@ -221,8 +234,8 @@ class Supervisor:
                 self.restarts += 1
                 self._spawn(slot, *inherited)
 
-    def _alive(self) -> int:
-        return sum(1 for s in self.slots if s.pid)
+    def _alive(self, kind: str | None = None) -> int:
+        return sum(1 for s in self.slots if s.pid and (kind is None or s.kind == kind))
 
     def _signal_all(self, sig: int) -> None:
         for slot in self.slots:
@@ -272,8 +285,9 @@ class Supervisor:
                 {
                     "pid": os.getpid(),
                     "port": self.port,
-                    "workers_alive": self._alive(),
-                    "worker_pids": [s.pid for s in self.slots if s.pid],
+                    "workers_alive": self._alive("worker"),
+                    "worker_pids": [s.pid for s in self.slots if s.pid and s.kind == "worker"],
+                    "reporter_pid": next((s.pid for s in self.slots if s.kind == "reporter"), 0),
                     "restarts": self.restarts,
                 },
             )

@@ -1,0 +1,215 @@
+"""The appliance side of the control plane: register, then heartbeat health and inventory.
+
+Runs as its own process next to the workers (the supervisor restarts it if it dies). Every
+`heartbeat_interval_s` (control says how often) it posts what docs/fleet-api.md calls a
+heartbeat: health from psutil and the edge's own counters, the prefixes this appliance serves,
+and its inventory as a delta since the version control holds — read from the index's change
+log — or the whole list when control asks for a resync. When control is unreachable the edge
+keeps serving what it has; the reporter retries every interval and logs once a minute.
+On SIGTERM it sends a last heartbeat saying "draining", so steering stops sending new clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+from edge.config import EdgeConfig
+from edge.disks import DiskError, open_disk
+from edge.index import ContentIndex
+from edge.metrics import read_worker_snapshots
+from edgefleet import __version__
+from edgefleet.fleet import DiskHealth, Health, health_to_json, load_secret, role_token
+
+log = logging.getLogger("edgefleet.edge.reporter")
+LOG_EVERY_S = 60.0
+
+
+class InventoryTracker:
+    """What control holds of this appliance's inventory, and what to send it next."""
+
+    def __init__(self, index: ContentIndex) -> None:
+        self.index = index
+        self.held: int | None = None  # None: control needs the full list
+
+    def next_update(self) -> dict[str, Any]:
+        """The inventory part of the next heartbeat (a delta when possible)."""
+        if self.held is not None:
+            delta = self.index.changes_since(self.held)
+            if delta is not None:
+                version, ops = delta
+                last: dict[str, str] = {}
+                for op, cid in ops:
+                    last[cid] = op  # the final operation on an id decides
+                return {
+                    "base": self.held,
+                    "version": version,
+                    "added": sorted(c for c, op in last.items() if op == "+"),
+                    "removed": sorted(c for c, op in last.items() if op == "-"),
+                }
+        # The generation is read before the listing: changes made in between are sent again
+        # in the next delta, which is harmless (adding a present id, removing an absent one).
+        version = self.index.generation()
+        return {"version": version, "full": [r.content_id for r in self.index.records()]}
+
+    def acknowledged(self, sent: dict[str, Any], resync: bool) -> None:
+        """Control answered a heartbeat that carried *sent*."""
+        self.held = None if resync else int(sent["version"])
+
+
+@dataclass
+class HealthSampler:
+    """Turns psutil readings into the health of a heartbeat."""
+
+    config: EdgeConfig
+    _last_bytes: int = -1
+    _last_time: float = 0.0
+
+    def __post_init__(self) -> None:
+        psutil.cpu_percent(interval=None)  # the first reading is meaningless; start the clock
+
+    def _nic_bytes(self) -> int:
+        counters = psutil.net_io_counters(pernic=True)
+        nic = self.config.control.nic
+        if nic:
+            return counters[nic].bytes_sent if nic in counters else 0
+        return sum(c.bytes_sent for name, c in counters.items() if name != "lo")
+
+    def _nic_capacity(self) -> float:
+        if self.config.control.nic_capacity_bps:
+            return self.config.control.nic_capacity_bps
+        nic = self.config.control.nic
+        if nic:
+            try:
+                speed_mbps = int(Path(f"/sys/class/net/{nic}/speed").read_text())
+            except (OSError, ValueError):
+                return 0.0
+            return max(speed_mbps, 0) * 1e6
+        return 0.0
+
+    def sample(self) -> Health:
+        """Health now."""
+        now = time.monotonic()
+        sent = self._nic_bytes()
+        nic_bps = 0.0
+        if self._last_bytes >= 0 and now > self._last_time:
+            nic_bps = max(0, sent - self._last_bytes) * 8 / (now - self._last_time)
+        self._last_bytes, self._last_time = sent, now
+        disks = []
+        for root in self.config.disks:
+            try:
+                disk = open_disk(root)
+                disks.append(
+                    DiskHealth(disk.disk_id, root, disk.free_bytes(), disk.total_bytes(), False)
+                )
+            except (DiskError, OSError):
+                disks.append(DiskHealth("", root, 0, 0, True))
+        connections = sum(
+            int(s.get("connections_open", 0))
+            for s in read_worker_snapshots(self.config.runtime_dir)
+        )
+        return Health(
+            cpu=psutil.cpu_percent(interval=None) / 100.0,
+            load1=os.getloadavg()[0],
+            memory=psutil.virtual_memory().percent / 100.0,
+            connections=connections,
+            nic_bps=nic_bps,
+            nic_capacity_bps=self._nic_capacity(),
+            disks=tuple(disks),
+        )
+
+
+class Reporter:
+    """Registers with control and heartbeats until stopped."""
+
+    def __init__(self, config: EdgeConfig) -> None:
+        link = config.control
+        self.config = config
+        self.base = link.url.rstrip("/") + f"/v1/appliances/{link.appliance}"
+        token = role_token(load_secret(link.secret_file), f"appliance:{link.appliance}")
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.index = ContentIndex(config.index, readonly=True)
+        self.inventory = InventoryTracker(self.index)
+        self.health = HealthSampler(config)
+        self.interval_s = 2.0
+        self.registered = False
+        self.stopping = asyncio.Event()
+        self._last_log = -LOG_EVERY_S
+        self._failures = 0
+
+    async def run(self) -> None:
+        """Heartbeat until SIGTERM, then say "draining" once."""
+        timeout = aiohttp.ClientTimeout(total=self.config.control.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
+            while not self.stopping.is_set():
+                await self.beat(session, "serving")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), self.interval_s)
+            await self.beat(session, "draining")
+        self.index.close()
+
+    async def beat(self, session: aiohttp.ClientSession, state: str) -> None:
+        """One register-if-needed + heartbeat round; failures are logged, never raised."""
+        try:
+            if not self.registered:
+                async with session.post(
+                    f"{self.base}/register", json={"software": __version__, "pid": os.getpid()}
+                ) as resp:
+                    resp.raise_for_status()
+                    answer = await resp.json()
+                self.interval_s = float(answer.get("heartbeat_interval_s", self.interval_s))
+                held = int(answer.get("inventory_version", 0))
+                # A restarted control holds nothing (0): it gets the full list.
+                self.inventory.held = held if held > 0 else None
+                self.registered = True
+            inventory = self.inventory.next_update()
+            body = {
+                "state": state,
+                "health": health_to_json(self.health.sample()),
+                "prefixes": list(self.config.control.prefixes),
+                "inventory": inventory,
+            }
+            async with session.post(f"{self.base}/heartbeat", json=body) as resp:
+                if resp.status == 404:
+                    self.registered = False
+                resp.raise_for_status()
+                answer = await resp.json()
+            self.interval_s = float(answer.get("heartbeat_interval_s", self.interval_s))
+            self.inventory.acknowledged(inventory, bool(answer.get("resync", False)))
+            if self._failures:
+                log.info("control reachable again after %d failed heartbeats", self._failures)
+                self._failures = 0
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            self._failures += 1
+            now = time.monotonic()
+            if now - self._last_log >= LOG_EVERY_S:
+                self._last_log = now
+                log.warning("heartbeat to %s failed (%s); still serving", self.base, exc)
+
+
+def run_reporter(config: EdgeConfig, ready_fd: int) -> int:
+    """Entry point of the forked reporter process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.write(ready_fd, b"R")
+    os.close(ready_fd)
+
+    async def main() -> None:
+        reporter = Reporter(config)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, reporter.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGHUP))
+        await reporter.run()
+
+    asyncio.run(main())
+    return 0
