@@ -14,6 +14,7 @@ it is healthy.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -35,6 +36,7 @@ from edgefleet.tokens import Keyring, KeyringError
 
 log = logging.getLogger("edgefleet.edge")
 STARTUP_TIMEOUT_S = 30.0
+PR_SET_PDEATHSIG = 1
 # A worker that dies this soon after starting is crash-looping: restart it no faster than this.
 MIN_RESTART_INTERVAL_S = 1.0
 # Signals a worker acts on through its event loop: blocked from before the fork until the loop
@@ -126,10 +128,12 @@ class Supervisor:
     def _spawn(self, slot: Slot, *inherited: int) -> None:
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
+        supervisor_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
+                _die_with_parent(supervisor_pid)
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
@@ -291,6 +295,18 @@ class Supervisor:
                     "restarts": self.restarts,
                 },
             )
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to send this child SIGTERM when the supervisor dies (even by SIGKILL), so a
+    killed supervisor never leaves orphan workers serving (or a reporter heartbeating)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: systemd's KillMode still cleans up
+        return
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _drain_pipe(fd: int) -> None:

@@ -306,3 +306,21 @@ def test_missing_index_exits_1_with_one_line(tmp_path: Path, broken: str) -> Non
     assert len(lines) == 1, result.stderr
     assert "index" in lines[0]
     assert result.stdout == ""
+
+
+def test_workers_follow_a_killed_supervisor(edge_factory: Callable[..., EdgeProcess]) -> None:
+    """SIGKILL on the supervisor must not leave orphan workers serving."""
+    edge = edge_factory({"a.bin": b"x" * 1000}, workers=2)
+    workers = edge.workers()
+    assert len(workers) == 2
+    edge.signal(signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(
+        psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in workers
+    ):
+        time.sleep(0.1)
+    assert not [
+        p
+        for p in workers
+        if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
