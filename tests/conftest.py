@@ -7,8 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.edge.edgeproc import EdgeProcess
+
+# Two noisy cores: a slow example is not a failure. Speed is measured in bench/, never here.
+settings.register_profile("edgefleet", deadline=None)
+settings.load_profile("edgefleet")
 
 
 @pytest.fixture
