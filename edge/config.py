@@ -49,6 +49,9 @@ class ControlLink:
 
     url: str = ""
     appliance: str = ""  # this appliance's name in the fleet topology
+    # Where clients reach this appliance (reported at registration; the topology may pin it).
+    # Empty: http://<listen.host>:<port actually bound>.
+    base_url: str = ""
     secret_file: str = ""  # the fleet secret (hex); the appliance's token is derived from it
     prefixes: tuple[str, ...] = ()  # routes this appliance serves (reported to control)
     nic: str = ""  # interface whose sent bytes are reported; empty: all but loopback

@@ -132,9 +132,11 @@ class HealthSampler:
 class Reporter:
     """Registers with control and heartbeats until stopped."""
 
-    def __init__(self, config: EdgeConfig) -> None:
+    def __init__(self, config: EdgeConfig, port: int) -> None:
         link = config.control
         self.config = config
+        host = config.listen.host
+        self.base_url = link.base_url or (f"http://{f'[{host}]' if ':' in host else host}:{port}")
         self.base = link.url.rstrip("/") + f"/v1/appliances/{link.appliance}"
         token = role_token(load_secret(link.secret_file), f"appliance:{link.appliance}")
         self.headers = {"Authorization": f"Bearer {token}"}
@@ -163,7 +165,8 @@ class Reporter:
         try:
             if not self.registered:
                 async with session.post(
-                    f"{self.base}/register", json={"software": __version__, "pid": os.getpid()}
+                    f"{self.base}/register",
+                    json={"software": __version__, "base_url": self.base_url},
                 ) as resp:
                     resp.raise_for_status()
                     answer = await resp.json()
@@ -197,14 +200,14 @@ class Reporter:
                 log.warning("heartbeat to %s failed (%s); still serving", self.base, exc)
 
 
-def run_reporter(config: EdgeConfig, ready_fd: int) -> int:
+def run_reporter(config: EdgeConfig, port: int, ready_fd: int) -> int:
     """Entry point of the forked reporter process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.write(ready_fd, b"R")
     os.close(ready_fd)
 
     async def main() -> None:
-        reporter = Reporter(config)
+        reporter = Reporter(config, port)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, reporter.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)

@@ -144,7 +144,7 @@ class Supervisor:
                     if other.ready_fd >= 0:
                         os.close(other.ready_fd)
                 if slot.kind == "reporter":
-                    code = run_reporter(self.config, ready_w)
+                    code = run_reporter(self.config, self.port, ready_w)
                 else:
                     code = run_worker(self.config, slot.index, self.port, ready_w)
             except BaseException:

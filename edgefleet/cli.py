@@ -11,6 +11,8 @@ import sys
 
 SERVICES = {
     "edge": ("edge.cli", "the appliance: serve files, import content, sign URLs"),
+    "steering": ("steering.cli", "the steering API: ranked signed URLs to healthy appliances"),
+    "control": ("control.cli", "the control plane: heartbeats, fleet state, snapshots"),
 }
 
 

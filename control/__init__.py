@@ -1,0 +1,1 @@
+"""The control plane: appliances register and heartbeat; steering pulls the fleet snapshot."""

@@ -1,0 +1,212 @@
+"""`edgefleet control …`: serve, drain, check-config, secret, token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from control import config as control_config
+from control.config import ControlConfig
+from control.store import Store, StoreError
+from control.topology import Topology, TopologyError, load_topology
+from edgefleet.config import ConfigError
+from edgefleet.fleet import MIN_SECRET_BYTES, AuthError, load_secret, role_token
+
+# Keys that only a topology file has: `check-config` tells the two kinds of file apart by them.
+_TOPOLOGY_KEYS = frozenset({"fleet", "regions", "sites", "appliances"})
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgefleet control", description="The fleet control plane.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the control plane")
+    serve.add_argument("--config", "-c", required=True, help="control TOML file")
+    serve.add_argument("--port", type=int, help="override listen.port (0 picks a free port)")
+    serve.add_argument("--host", help="override listen.host")
+
+    drain = sub.add_parser("drain", help="ask the running control to drain an appliance")
+    drain.add_argument("appliance")
+    drain.add_argument("--undo", action="store_true", help="put it back in service")
+    drain.add_argument("--config", "-c", required=True)
+    drain.add_argument("--url", help="control's base URL (default: from listen.host/port)")
+
+    check = sub.add_parser("check-config", help="validate a control config or topology file")
+    check.add_argument("file")
+
+    secret = sub.add_parser("secret", help="write a new random fleet secret file (mode 0600)")
+    secret.add_argument("path")
+
+    token = sub.add_parser("token", help="print the bearer token of a role (for curl, configs)")
+    token.add_argument("role", help='"admin", "steering" or "appliance:<name>"')
+    token.add_argument("--config", "-c", required=True)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """Run one `edgefleet control` command."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+    )
+    try:
+        if args.command == "secret":
+            return _secret(Path(args.path))
+        if args.command == "check-config":
+            return _check(args.file)
+        overrides = {}
+        if args.command == "serve":
+            for key, value in (("listen.port", args.port), ("listen.host", args.host)):
+                if value is not None:
+                    overrides[key] = value
+        conf = control_config.load(args.config, overrides)
+        if args.command == "serve":
+            return _serve(conf)
+        if args.command == "drain":
+            return _drain(conf, args.appliance, not args.undo, args.url)
+        if args.command == "token":
+            print(role_token(load_secret(conf.secret_file), args.role))
+            return 0
+    except (ConfigError, TopologyError, AuthError) as exc:
+        print(f"edgefleet control: config error: {exc}", file=sys.stderr)
+        return 2
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+def _serve(conf: ControlConfig) -> int:
+    topology = load_topology(conf.topology)
+    secret = load_secret(conf.secret_file)
+    try:
+        store = Store(conf.store)
+    except StoreError as exc:
+        print(f"edgefleet control: cannot open the store: {exc}", file=sys.stderr)
+        return 1
+    loop_factory = None
+    if conf.uvloop:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(_run(conf, topology, secret, store))
+    except OSError as exc:  # the listen address is taken or not ours
+        print(f"edgefleet control: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+async def _run(conf: ControlConfig, topology: Topology, secret: bytes, store: Store) -> int:
+    from aiohttp import web
+
+    from control.app import Control, make_app
+    from edgefleet import sdnotify
+    from edgefleet.tasks import spawn
+
+    control = Control(conf, topology, secret, store)
+    runner = web.AppRunner(make_app(control), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, conf.listen.host, conf.listen.port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        shown = f"[{host}]" if ":" in host else host
+        logging.getLogger("edgefleet.control").info(
+            "fleet: %s; snapshot version %d", topology.summary(), control.registry.version
+        )
+        print(f"edgefleet control: serving on http://{shown}:{port}", flush=True)
+        sdnotify.notify(f"READY=1\nSTATUS=serving on port {port}\nMAINPID={os.getpid()}")
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: spawn(control.reload(), name="control-reload")
+        )
+        await stopping.wait()
+        sdnotify.notify("STOPPING=1")
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+def _drain(conf: ControlConfig, appliance: str, drain: bool, url: str | None) -> int:
+    secret = load_secret(conf.secret_file)
+    if url is None:
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(
+            conf.listen.host, conf.listen.host
+        )
+        url = f"http://{f'[{host}]' if ':' in host else host}:{conf.listen.port}"
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/v1/appliances/{urllib.parse.quote(appliance, safe='')}/drain",
+        data=json.dumps({"drain": drain}).encode(),
+        headers={
+            "Authorization": f"Bearer {role_token(secret, 'admin')}",
+            "Content-Type": "application/json",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            detail = exc.read().decode(errors="replace").strip()
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            detail = json.loads(detail)["error"]
+        print(f"edgefleet control drain: {exc.code}: {detail}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"edgefleet control drain: cannot reach control at {url}: {exc}", file=sys.stderr)
+        return 1
+    state = "draining" if answer.get("drain") else "back in service"
+    print(f"{answer.get('name', appliance)}: {state}")
+    return 0
+
+
+def _check(path: str) -> int:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if _TOPOLOGY_KEYS & set(data):
+        topology = load_topology(path)
+        print(f"{path}: ok (topology: {topology.summary()})")
+        return 0
+    conf = control_config.load(path)
+    topology = load_topology(conf.topology)
+    load_secret(conf.secret_file)
+    print(f"{path}: ok (control config; topology {conf.topology}: {topology.summary()})")
+    return 0
+
+
+def _secret(path: Path) -> int:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"edgefleet control secret: {path} exists; not overwriting it", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"edgefleet control secret: {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(MIN_SECRET_BYTES) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    print(f"{path}: new fleet secret written (mode 0600); share it with steering and appliances")
+    return 0

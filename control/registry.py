@@ -1,0 +1,450 @@
+"""Appliance states from heartbeats, and the versioned fleet snapshot steering pulls.
+
+Pure: no asyncio, aiohttp or clock. Every method that depends on time takes `now`
+(monotonic seconds) so tests drive time by hand. The rules are docs/fleet-api.md's:
+
+- down: silent for `down_after_missed` times `heartbeat_interval_s`, or never heard from;
+- draining: an operator's (durable) drain flag, or self-reported;
+- saturated: self-reported, or load = max(cpu, nic_bps / capacity) ≥ saturation_threshold;
+- up: otherwise.
+
+The snapshot `version` bumps exactly when something in the snapshot changes (state, load
+rounded to LOAD_STEP, site prefixes, inventory, topology), so that steering's conditional
+GET is answered 304 while the fleet is steady. Inventories are per-appliance sets; the
+`contents` map (content id → appliance indexes) is built only when a snapshot is requested
+after an inventory changed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from control.topology import ApplianceSpec, Topology
+from edgefleet.fleet import (
+    ApplianceState,
+    Health,
+    Heartbeat,
+    InventoryUpdate,
+    ReportedState,
+    health_to_json,
+)
+
+# Loads are published rounded to this step: heartbeat noise must not bump the version.
+LOAD_STEP = 0.05
+
+
+class UnknownAppliance(KeyError):
+    """The name is not an appliance of the topology."""
+
+
+@dataclass(frozen=True)
+class RegisterReply:
+    """What control answers a registration."""
+
+    heartbeat_interval_s: float
+    inventory_version: int  # 0: send a full inventory
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON body."""
+        return {
+            "heartbeat_interval_s": self.heartbeat_interval_s,
+            "inventory_version": self.inventory_version,
+        }
+
+
+@dataclass(frozen=True)
+class HeartbeatReply:
+    """What control answers a heartbeat."""
+
+    heartbeat_interval_s: float
+    resync: bool  # send a full inventory next time
+    drain: bool  # an operator asked this appliance to drain
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON body."""
+        return {
+            "heartbeat_interval_s": self.heartbeat_interval_s,
+            "resync": self.resync,
+            "drain": self.drain,
+        }
+
+
+@dataclass(slots=True)
+class _Appliance:
+    spec: ApplianceSpec
+    # Durable (the store holds it): the operator's drain flag.
+    admin_drain: bool = False
+    # Soft state, rebuilt from heartbeats after a control restart.
+    alive: bool = False
+    registered: bool = False
+    last_seen: float | None = None
+    software: str = ""
+    boot_id: str = ""
+    reported_base_url: str = ""  # where the appliance says it serves (topology's wins)
+    reported: ReportedState = ReportedState.SERVING
+    health: Health = field(default_factory=Health)
+    heartbeats: int = 0
+    prefixes: tuple[str, ...] = ()
+    # The content ids at `inventory_version`; meaningless until `inventory_known`.
+    inventory: set[str] = field(default_factory=set)
+    inventory_version: int = 0
+    inventory_known: bool = False
+
+    def load(self) -> float:
+        """max(cpu, nic ratio); the topology's capacity wins over the reported one."""
+        h = self.health
+        capacity = self.spec.nic_capacity_bps or h.nic_capacity_bps
+        nic = h.nic_bps / capacity if capacity > 0 else 0.0
+        return max(h.cpu, nic, 0.0)
+
+    @property
+    def base_url(self) -> str:
+        """Where clients fetch from: the topology's URL, else the one the appliance reported."""
+        return self.spec.base_url or self.reported_base_url
+
+    def state(self, threshold: float) -> ApplianceState:
+        """The effective state (docs/fleet-api.md, "State rules")."""
+        if not self.alive or not self.base_url:  # no address: nobody can be sent there
+            return ApplianceState.DOWN
+        if self.admin_drain or self.reported is ReportedState.DRAINING:
+            return ApplianceState.DRAINING
+        if self.reported is ReportedState.SATURATED or self.load() >= threshold:
+            return ApplianceState.SATURATED
+        return ApplianceState.UP
+
+
+def load_bucket(load: float) -> float:
+    """*load* rounded to LOAD_STEP, as published in the snapshot."""
+    return round(round(load / LOAD_STEP) * LOAD_STEP, 2)
+
+
+def _prefix_key(text: str) -> tuple[int, int, int]:
+    net = ipaddress.ip_network(text)
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+class Registry:
+    """Every appliance's state, and the snapshot built from them."""
+
+    def __init__(
+        self, topology: Topology, *, drains: Iterable[str] = (), first_version: int = 1
+    ) -> None:
+        self._topology = topology
+        self._apps: dict[str, _Appliance] = {}
+        # Bumps whenever the snapshot changes; _contents_gen when `contents` changes.
+        self._version = first_version
+        self._contents_gen = 0
+        self._contents_cache: tuple[int, dict[str, list[int]], bytes] | None = None
+        self._snapshot_cache: tuple[int, dict[str, Any], bytes] | None = None
+        self._install(topology, set(drains))
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def topology(self) -> Topology:
+        """The topology in force."""
+        return self._topology
+
+    @property
+    def version(self) -> int:
+        """The current snapshot version."""
+        return self._version
+
+    def state(self, name: str) -> ApplianceState:
+        """The effective state of appliance *name*."""
+        return self._get(name).state(self._topology.fleet.saturation_threshold)
+
+    def drained(self) -> set[str]:
+        """Appliances an operator has drained."""
+        return {name for name, rec in self._apps.items() if rec.admin_drain}
+
+    def inventory(self, name: str) -> tuple[int, frozenset[str]] | None:
+        """(version, content ids) held for *name*, or None when control holds none."""
+        rec = self._get(name)
+        return (rec.inventory_version, frozenset(rec.inventory)) if rec.inventory_known else None
+
+    def counts(self) -> dict[ApplianceState, int]:
+        """How many appliances are in each state."""
+        out = dict.fromkeys(ApplianceState, 0)
+        threshold = self._topology.fleet.saturation_threshold
+        for rec in self._apps.values():
+            out[rec.state(threshold)] += 1
+        return out
+
+    # -- appliance messages --------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        now: float,
+        *,
+        software: str = "",
+        boot_id: str = "",
+        base_url: str = "",
+    ) -> RegisterReply:
+        """An appliance (re)starts talking to control; registering is a sign of life."""
+        rec = self._get(name)
+        before = self._visible(rec)
+        rec.registered, rec.alive, rec.last_seen = True, True, now
+        rec.software, rec.boot_id = software, boot_id
+        moved = bool(base_url) and base_url.rstrip("/") != rec.reported_base_url
+        if moved:
+            rec.reported_base_url = base_url.rstrip("/")
+        self._changed(before, rec, other=moved and not rec.spec.base_url)
+        held = rec.inventory_version if rec.inventory_known else 0
+        return RegisterReply(self._topology.fleet.heartbeat_interval_s, held)
+
+    def heartbeat(self, name: str, hb: Heartbeat, now: float) -> HeartbeatReply:
+        """Apply one heartbeat; the first one from an unregistered appliance registers it."""
+        rec = self._get(name)
+        before = self._visible(rec)
+        rec.registered, rec.alive, rec.last_seen = True, True, now
+        rec.reported, rec.health = hb.state, hb.health
+        rec.heartbeats += 1
+        prefixes_changed = False
+        learned = self._normalise(hb.prefixes)
+        if learned != rec.prefixes:
+            # Learned prefixes show through their site's list: compare that list.
+            site_before = self._site_prefixes(rec.spec.site)
+            rec.prefixes = learned
+            prefixes_changed = self._site_prefixes(rec.spec.site) != site_before
+        applied, contents = self._apply_inventory(rec, hb.inventory)
+        self._changed(before, rec, contents=contents, other=prefixes_changed)
+        return HeartbeatReply(
+            heartbeat_interval_s=self._topology.fleet.heartbeat_interval_s,
+            resync=not (applied and rec.inventory_known),
+            drain=rec.admin_drain,
+        )
+
+    def tick(self, now: float) -> list[str]:
+        """Mark down the appliances silent for too long; returns their names."""
+        limit = self._topology.fleet.down_after_s
+        gone = []
+        for name, rec in self._apps.items():
+            if rec.alive and rec.last_seen is not None and now - rec.last_seen > limit:
+                before = self._visible(rec)
+                rec.alive = False
+                self._changed(before, rec)
+                gone.append(name)
+        return gone
+
+    # -- operator actions ----------------------------------------------------------------
+
+    def set_drain(self, name: str, drain: bool) -> bool:
+        """Set the operator's drain flag; True when it changed."""
+        rec = self._get(name)
+        if rec.admin_drain == drain:
+            return False
+        before = self._visible(rec)
+        rec.admin_drain = drain
+        self._changed(before, rec)
+        return True
+
+    def set_topology(self, topology: Topology, *, drains: Iterable[str] = ()) -> bool:
+        """Switch to a reloaded topology, keeping the soft state of appliances still in it.
+
+        Returns True when the snapshot changed.
+        """
+        head_before = self._head()
+        names_before = list(self._apps)
+        self._install(topology, set(drains))
+        if list(self._apps) != names_before:  # indexes in `contents` moved
+            self._contents_gen += 1
+        if self._head() == head_before:
+            return False
+        self._version += 1
+        return True
+
+    # -- snapshot ------------------------------------------------------------------------
+
+    def snapshot(self, wall_time: float, *, fresh: bool = False) -> dict[str, Any]:
+        """The snapshot document (docs/fleet-api.md); *wall_time* stamps a new version.
+
+        The document is cached per version: read it, do not modify it. *fresh* builds it
+        anew without touching the caches (to check them).
+        """
+        if fresh:
+            contents = self._build_contents()
+            return {
+                "version": self._version,
+                "generated_at": wall_time,
+                **self._head(),
+                "contents": contents,
+            }
+        return self._snapshot(wall_time)[0]
+
+    def snapshot_json(self, wall_time: float) -> bytes:
+        """The snapshot as JSON bytes, encoded once per version."""
+        return self._snapshot(wall_time)[1]
+
+    def appliances_view(self, now: float) -> list[dict[str, Any]]:
+        """What operators see in GET /v1/appliances."""
+        threshold = self._topology.fleet.saturation_threshold
+        out = []
+        for rec in self._apps.values():
+            out.append(
+                {
+                    "name": rec.spec.name,
+                    "site": rec.spec.site,
+                    "base_url": rec.base_url,
+                    "state": rec.state(threshold).value,
+                    "reported_state": rec.reported.value,
+                    "admin_drain": rec.admin_drain,
+                    "registered": rec.registered,
+                    "last_heartbeat_age_s": (
+                        None if rec.last_seen is None else round(now - rec.last_seen, 3)
+                    ),
+                    "heartbeats": rec.heartbeats,
+                    "software": rec.software,
+                    "boot_id": rec.boot_id,
+                    "load": round(rec.load(), 4),
+                    "health": health_to_json(rec.health),
+                    "prefixes": list(rec.prefixes),
+                    "inventory_version": rec.inventory_version if rec.inventory_known else None,
+                    "inventory_size": len(rec.inventory),
+                }
+            )
+        return out
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _get(self, name: str) -> _Appliance:
+        rec = self._apps.get(name)
+        if rec is None:
+            raise UnknownAppliance(name)
+        return rec
+
+    def _install(self, topology: Topology, drains: set[str]) -> None:
+        old = self._apps
+        self._apps = {}
+        for spec in topology.appliances:
+            rec = old.get(spec.name) or _Appliance(spec)
+            rec.spec = spec
+            rec.admin_drain = rec.admin_drain or spec.name in drains
+            self._apps[spec.name] = rec
+        self._topology = topology
+
+    @staticmethod
+    def _normalise(prefixes: tuple[str, ...]) -> tuple[str, ...]:
+        nets = {str(ipaddress.ip_network(p, strict=False)) for p in prefixes}
+        return tuple(sorted(nets, key=_prefix_key))
+
+    @staticmethod
+    def _apply_inventory(rec: _Appliance, inv: InventoryUpdate | None) -> tuple[bool, bool]:
+        """(accepted, contents changed). A delta needs `base` == the version we hold."""
+        if inv is None:
+            return True, False
+        if inv.full is not None:
+            new = set(inv.full)
+            changed = new != rec.inventory
+            rec.inventory, rec.inventory_version, rec.inventory_known = new, inv.version, True
+            return True, changed
+        if not rec.inventory_known or inv.base != rec.inventory_version:
+            # Keep what we hold (still a true past view) until the full list arrives.
+            return False, False
+        changed = False
+        # Removals first: an id in both lists was removed and re-added, so it is present.
+        for cid in inv.removed:
+            if cid in rec.inventory:
+                rec.inventory.discard(cid)
+                changed = True
+        for cid in inv.added:
+            if cid not in rec.inventory:
+                rec.inventory.add(cid)
+                changed = True
+        rec.inventory_version = inv.version
+        return True, changed
+
+    def _visible(self, rec: _Appliance) -> tuple[ApplianceState, float]:
+        """What the snapshot shows of one appliance."""
+        return rec.state(self._topology.fleet.saturation_threshold), load_bucket(rec.load())
+
+    def _changed(
+        self,
+        before: tuple[ApplianceState, float],
+        rec: _Appliance,
+        *,
+        contents: bool = False,
+        other: bool = False,
+    ) -> None:
+        if contents:
+            self._contents_gen += 1
+        if contents or other or self._visible(rec) != before:
+            self._version += 1
+
+    def _site_prefixes(self, site: str) -> tuple[str, ...]:
+        spec = next((s for s in self._topology.sites if s.name == site), None)
+        merged = set(spec.prefixes if spec else ())
+        for rec in self._apps.values():
+            if rec.spec.site == site:
+                merged.update(rec.prefixes)
+        return tuple(sorted(merged, key=_prefix_key))
+
+    def _head(self) -> dict[str, Any]:
+        """The snapshot without version, time and contents."""
+        threshold = self._topology.fleet.saturation_threshold
+        learned: dict[str, set[str]] = {}
+        for rec in self._apps.values():
+            learned.setdefault(rec.spec.site, set()).update(rec.prefixes)
+        sites = [
+            {
+                "name": s.name,
+                "region": s.region,
+                "lat": s.lat,
+                "lon": s.lon,
+                "prefixes": sorted(set(s.prefixes) | learned.get(s.name, set()), key=_prefix_key),
+                "costs": dict(s.costs),
+            }
+            for s in self._topology.sites
+        ]
+        appliances = [
+            {
+                "name": rec.spec.name,
+                "site": rec.spec.site,
+                "base_url": rec.base_url,
+                "weight": rec.spec.weight,
+                "state": rec.state(threshold).value,
+                "load": load_bucket(rec.load()),
+            }
+            for rec in self._apps.values()
+        ]
+        return {
+            "heartbeat_interval_s": self._topology.fleet.heartbeat_interval_s,
+            "sites": sites,
+            "appliances": appliances,
+        }
+
+    def _contents(self) -> tuple[dict[str, list[int]], bytes]:
+        cached = self._contents_cache
+        if cached is not None and cached[0] == self._contents_gen:
+            return cached[1], cached[2]
+        contents = self._build_contents()
+        encoded = json.dumps(contents, separators=(",", ":")).encode()
+        self._contents_cache = (self._contents_gen, contents, encoded)
+        return contents, encoded
+
+    def _build_contents(self) -> dict[str, list[int]]:
+        contents: dict[str, list[int]] = {}
+        for index, rec in enumerate(self._apps.values()):
+            for cid in rec.inventory:
+                # Appliances are visited in index order, so every list comes out sorted.
+                contents.setdefault(cid, []).append(index)
+        return contents
+
+    def _snapshot(self, wall_time: float) -> tuple[dict[str, Any], bytes]:
+        cached = self._snapshot_cache
+        if cached is not None and cached[0] == self._version:
+            return cached[1], cached[2]
+        head = {"version": self._version, "generated_at": wall_time, **self._head()}
+        contents, contents_json = self._contents()
+        # Splice the cached contents encoding in: a million ids are not re-encoded when
+        # only a state or a load changed.
+        encoded = json.dumps(head, separators=(",", ":")).encode()
+        body = encoded[:-1] + b',"contents":' + contents_json + b"}"
+        doc = {**head, "contents": contents}
+        self._snapshot_cache = (self._version, doc, body)
+        return doc, body
