@@ -145,12 +145,26 @@ class Control:
             topology, drains=store.drains(), first_version=int(wall_clock() * 1e6)
         )
         self.tokens = RoleTokens(secret, topology.appliance_names())
+        self.started = clock()
         self.metrics = ControlMetrics()
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="control-store")
 
     async def in_store_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking store (or file) call off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._store_thread, fn, *args)
+
+    def warming_up(self) -> bool:
+        """Just (re)started and still relearning the fleet from heartbeats.
+
+        Control's state is soft: for up to `down_after_missed` heartbeat intervals after a
+        start it does not know yet what every appliance holds, and a snapshot would tell
+        steering that files are nowhere. Until every appliance has reported (or that time
+        has passed: the silent ones are down anyway) it answers 503 for the snapshot, and
+        steering keeps serving from the last good one it has.
+        """
+        fleet = self.registry.topology.fleet
+        warmup_s = fleet.heartbeat_interval_s * fleet.down_after_missed
+        return self.clock() - self.started < warmup_s and not self.registry.relearned()
 
     def close(self) -> None:
         """Stop the store thread (the owner closes the store itself)."""
@@ -310,6 +324,8 @@ async def snapshot(request: web.Request) -> web.Response:
     """GET /v1/snapshot (steering, admin)"""
     ctl = request.app[CONTROL]
     ctl.authorize(request, STEERING, ADMIN)
+    if ctl.warming_up():
+        raise ApiError(503, "control is relearning the fleet after a restart", "$")
     etag = f'"{ctl.registry.version}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if _etag_matches(request.headers.get("If-None-Match", ""), etag):

@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from control.topology import ApplianceSpec, Topology
 from edgefleet.fleet import (
@@ -117,6 +118,11 @@ class _Appliance:
         return ApplianceState.UP
 
 
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return len(url) <= 200 and parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def load_bucket(load: float) -> float:
     """*load* rounded to LOAD_STEP, as published in the snapshot."""
     return round(round(load / LOAD_STEP) * LOAD_STEP, 2)
@@ -177,6 +183,10 @@ class Registry:
 
     # -- appliance messages --------------------------------------------------------------
 
+    def relearned(self) -> bool:
+        """True once every appliance of the topology is alive with a known inventory."""
+        return all(rec.alive and rec.inventory_known for rec in self._apps.values())
+
     def register(
         self,
         name: str,
@@ -205,6 +215,16 @@ class Registry:
         rec.registered, rec.alive, rec.last_seen = True, True, now
         rec.reported, rec.health = hb.state, hb.health
         rec.heartbeats += 1
+        # Heartbeats repeat the base URL, so a restarted control learns it without a register.
+        url = hb.extra.get("base_url")
+        moved = (
+            isinstance(url, str)
+            and _is_http_url(url)
+            and url.rstrip("/") != (rec.reported_base_url)
+        )
+        if moved:
+            rec.reported_base_url = str(url).rstrip("/")
+        url_changed = moved and not rec.spec.base_url
         prefixes_changed = False
         learned = self._normalise(hb.prefixes)
         if learned != rec.prefixes:
@@ -213,7 +233,7 @@ class Registry:
             rec.prefixes = learned
             prefixes_changed = self._site_prefixes(rec.spec.site) != site_before
         applied, contents = self._apply_inventory(rec, hb.inventory)
-        self._changed(before, rec, contents=contents, other=prefixes_changed)
+        self._changed(before, rec, contents=contents, other=prefixes_changed or url_changed)
         return HeartbeatReply(
             heartbeat_interval_s=self._topology.fleet.heartbeat_interval_s,
             resync=not (applied and rec.inventory_known),

@@ -154,14 +154,18 @@ class Reporter:
         timeout = aiohttp.ClientTimeout(total=self.config.control.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
             while not self.stopping.is_set():
-                await self.beat(session, "serving")
+                if await self.beat(session, "serving"):
+                    # Control asked for the full inventory: send it now, not an interval later,
+                    # so a restarted control relearns the fleet within one interval.
+                    await self.beat(session, "serving")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), self.interval_s)
             await self.beat(session, "draining")
         self.index.close()
 
-    async def beat(self, session: aiohttp.ClientSession, state: str) -> None:
-        """One register-if-needed + heartbeat round; failures are logged, never raised."""
+    async def beat(self, session: aiohttp.ClientSession, state: str) -> bool:
+        """One register-if-needed + heartbeat round; True when control asked for a resync.
+        Failures are logged, never raised."""
         try:
             if not self.registered:
                 async with session.post(
@@ -178,6 +182,7 @@ class Reporter:
             inventory = self.inventory.next_update()
             body = {
                 "state": state,
+                "base_url": self.base_url,
                 "health": health_to_json(self.health.sample()),
                 "prefixes": list(self.config.control.prefixes),
                 "inventory": inventory,
@@ -188,16 +193,19 @@ class Reporter:
                 resp.raise_for_status()
                 answer = await resp.json()
             self.interval_s = float(answer.get("heartbeat_interval_s", self.interval_s))
-            self.inventory.acknowledged(inventory, bool(answer.get("resync", False)))
+            resync = bool(answer.get("resync", False))
+            self.inventory.acknowledged(inventory, resync)
             if self._failures:
                 log.info("control reachable again after %d failed heartbeats", self._failures)
                 self._failures = 0
+            return resync
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             self._failures += 1
             now = time.monotonic()
             if now - self._last_log >= LOG_EVERY_S:
                 self._last_log = now
                 log.warning("heartbeat to %s failed (%s); still serving", self.base, exc)
+        return False
 
 
 def run_reporter(config: EdgeConfig, port: int, ready_fd: int) -> int:

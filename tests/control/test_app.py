@@ -71,12 +71,14 @@ class Fleet:
 
 @contextlib.asynccontextmanager
 async def running(
-    tmp_path: Path, interval_s: float = 2.0, **overrides: Any
+    tmp_path: Path, interval_s: float = 2.0, warm: bool = True, **overrides: Any
 ) -> AsyncIterator[Fleet]:
     files = ControlFiles(tmp_path, interval_s)
     conf = control_config.load(files.config_path, overrides)
     with Store(conf.store) as store:
         ctl = Control(conf, load_topology(conf.topology), files.secret, store)
+        if warm:  # as if started long ago: past the warm-up after a restart
+            ctl.started -= 3600.0
         async with TestClient(TestServer(make_app(ctl))) as client:
             yield Fleet(client, ctl, files)
 
@@ -302,5 +304,23 @@ def test_topology_reload(tmp_path: Path, run: Runner) -> None:
             assert not await f.control.reload()
             snap = await (await f.snapshot()).json()
             assert [a["state"] for a in snap["appliances"]] == ["up", "down", "down", "down", "up"]
+
+    run(scenario())
+
+
+def test_snapshot_waits_until_the_fleet_is_relearned(tmp_path: Path, run: Runner) -> None:
+    """Just after a (re)start control does not know what appliances hold: it answers 503 for
+    the snapshot (steering keeps its last good one) until every appliance has reported."""
+
+    async def scenario() -> None:
+        async with running(tmp_path, warm=False) as f:
+            resp = await f.snapshot()
+            assert resp.status == 503
+            assert "relearning" in (await resp.json())["error"]
+            names = [a.name for a in f.control.registry.topology.appliances]
+            for name in names:
+                await f.heartbeat(name, inventory={"version": 1, "full": []})
+            resp = await f.snapshot()
+            assert resp.status == 200
 
     run(scenario())
