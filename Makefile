@@ -24,7 +24,7 @@ system-deps:
 	fi
 
 demo: $(STAMP)
-	$(BIN)/python -m edge.demo $(DEMO_ARGS)
+	$(BIN)/python -m demo.fleet $(DEMO_ARGS)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest

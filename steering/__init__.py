@@ -1,0 +1,1 @@
+"""Steering: ranked signed URLs to the nearest healthy appliance that holds the file."""
