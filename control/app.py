@@ -330,7 +330,9 @@ async def snapshot(request: web.Request) -> web.Response:
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if _etag_matches(request.headers.get("If-None-Match", ""), etag):
         return web.Response(status=304, headers=headers)
-    body = ctl.registry.snapshot_json(ctl.wall_clock())
+    held = request.query.get("contents_version", "")
+    contents_version = int(held) if held.isascii() and held.isdigit() and len(held) < 20 else None
+    body = ctl.registry.snapshot_json(ctl.wall_clock(), contents_version)
     return web.Response(body=body, content_type="application/json", headers=headers)
 
 

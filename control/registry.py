@@ -143,9 +143,11 @@ class Registry:
         self._apps: dict[str, _Appliance] = {}
         # Bumps whenever the snapshot changes; _contents_gen when `contents` changes.
         self._version = first_version
-        self._contents_gen = 0
+        # Like the version, it starts at the start time: a restarted control never reuses a
+        # contents version that a steering replica holds for other contents.
+        self._contents_gen = first_version
         self._contents_cache: tuple[int, dict[str, list[int]], bytes] | None = None
-        self._snapshot_cache: tuple[int, dict[str, Any], bytes] | None = None
+        self._snapshot_cache: tuple[int, dict[str, Any], bytes, bytes] | None = None
         self._install(topology, set(drains))
 
     # -- reading -------------------------------------------------------------------------
@@ -292,14 +294,26 @@ class Registry:
             return {
                 "version": self._version,
                 "generated_at": wall_time,
+                "contents_version": self._contents_gen,
                 **self._head(),
                 "contents": contents,
             }
         return self._snapshot(wall_time)[0]
 
-    def snapshot_json(self, wall_time: float) -> bytes:
-        """The snapshot as JSON bytes, encoded once per version."""
-        return self._snapshot(wall_time)[1]
+    @property
+    def contents_version(self) -> int:
+        """Bumps whenever `contents` changes (inventories, or the order of appliances)."""
+        return self._contents_gen
+
+    def snapshot_json(self, wall_time: float, contents_version: int | None = None) -> bytes:
+        """The snapshot as JSON bytes, encoded once per version.
+
+        When *contents_version* is the current one, the caller already holds these contents:
+        they are left out (`"contents_unchanged": true`), so a state or load change costs a
+        steering replica a few kilobytes, not a million content ids.
+        """
+        _, full, head_only = self._snapshot(wall_time)
+        return head_only if contents_version == self._contents_gen else full
 
     def appliances_view(self, now: float) -> list[dict[str, Any]]:
         """What operators see in GET /v1/appliances."""
@@ -455,16 +469,22 @@ class Registry:
                 contents.setdefault(cid, []).append(index)
         return contents
 
-    def _snapshot(self, wall_time: float) -> tuple[dict[str, Any], bytes]:
+    def _snapshot(self, wall_time: float) -> tuple[dict[str, Any], bytes, bytes]:
         cached = self._snapshot_cache
         if cached is not None and cached[0] == self._version:
-            return cached[1], cached[2]
-        head = {"version": self._version, "generated_at": wall_time, **self._head()}
+            return cached[1], cached[2], cached[3]
+        head = {
+            "version": self._version,
+            "generated_at": wall_time,
+            "contents_version": self._contents_gen,
+            **self._head(),
+        }
         contents, contents_json = self._contents()
         # Splice the cached contents encoding in: a million ids are not re-encoded when
         # only a state or a load changed.
         encoded = json.dumps(head, separators=(",", ":")).encode()
         body = encoded[:-1] + b',"contents":' + contents_json + b"}"
+        head_only = encoded[:-1] + b',"contents_unchanged":true}'
         doc = {**head, "contents": contents}
-        self._snapshot_cache = (self._version, doc, body)
-        return doc, body
+        self._snapshot_cache = (self._version, doc, body, head_only)
+        return doc, body, head_only

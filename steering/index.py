@@ -76,6 +76,7 @@ class FleetIndex:
 
     version: int
     generated_at: float
+    contents_version: int | None  # control's version of `contents` (None: not sent)
     sites: tuple[Site, ...]
     appliances: tuple[Appliance, ...]
     contents: dict[bytes, tuple[int, ...]]
@@ -261,8 +262,12 @@ def _inverse(order: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(rank)
 
 
-def build_index(doc: Any) -> FleetIndex:
-    """Check a snapshot document and index it. Raises FieldError naming the first bad field."""
+def build_index(doc: Any, previous: FleetIndex | None = None) -> FleetIndex:
+    """Check a snapshot document and index it. Raises FieldError naming the first bad field.
+
+    A document that says `"contents_unchanged": true` reuses the contents of *previous*
+    (the index built from the snapshot whose contents version steering asked with).
+    """
     if not isinstance(doc, dict):
         raise FieldError("$", "must be a JSON object")
     version = doc.get("version")
@@ -294,8 +299,17 @@ def build_index(doc: Any) -> FleetIndex:
         if app.name in seen:
             raise FieldError(f"appliances[{i}].name", f"duplicate appliance {app.name[:60]!r}")
         seen.add(app.name)
+    contents_version = doc.get("contents_version")
+    if contents_version is not None and (type(contents_version) is not int or contents_version < 0):
+        raise FieldError("contents_version", "must be a non-negative integer")
     raw_contents = doc.get("contents", {})
-    if isinstance(raw_contents, ParsedContents):
+    if doc.get("contents_unchanged") is True:
+        if previous is None or previous.contents_version != contents_version:
+            raise FieldError("contents_unchanged", "no held contents of that version to reuse")
+        if len(previous.appliances) != len(appliances):
+            raise FieldError("contents_unchanged", "the appliance list changed")
+        contents = previous.contents
+    elif isinstance(raw_contents, ParsedContents):
         contents = _checked(raw_contents, len(appliances))
     else:
         contents = _contents(raw_contents, len(appliances))
@@ -311,6 +325,7 @@ def build_index(doc: Any) -> FleetIndex:
     return FleetIndex(
         version=version,
         generated_at=generated_at,
+        contents_version=contents_version,
         sites=sites,
         appliances=appliances,
         contents=contents,

@@ -51,12 +51,13 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def decode(body: bytes) -> FleetIndex:
-    """A snapshot body → its index. Raises SnapshotError. Blocking: runs in a thread."""
+def decode(body: bytes, previous: FleetIndex | None = None) -> FleetIndex:
+    """A snapshot body → its index (reusing *previous*'s contents when control left them out
+    as unchanged). Raises SnapshotError. Blocking: runs in a thread."""
     with gc_paused():
         try:
             doc = decode_snapshot(body)
-            return build_index(doc)
+            return build_index(doc, previous)
         except FieldError as exc:
             raise SnapshotError(f"invalid snapshot: {exc}") from None
         except (ValueError, RecursionError) as exc:
@@ -100,10 +101,15 @@ class SnapshotPuller:
     async def poll_once(self) -> bool:
         """Ask control once; True when a new index was installed. Raises SnapshotError."""
         headers = dict(self._headers)
-        if self._etag is not None and self.index is not None:
+        url = self.url
+        held = self.index
+        if self._etag is not None and held is not None:
             headers["If-None-Match"] = self._etag
+        if held is not None and held.contents_version is not None:
+            # Control leaves the (large) contents out when ours are still current.
+            url = f"{url}?contents_version={held.contents_version}"
         try:
-            async with self._session.get(self.url, headers=headers, timeout=self._timeout) as resp:
+            async with self._session.get(url, headers=headers, timeout=self._timeout) as resp:
                 if resp.status == 304 and self.index is not None:
                     self.confirmed_at = self._clock()
                     return False
@@ -114,11 +120,11 @@ class SnapshotPuller:
                 etag = resp.headers.get("ETag")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SnapshotError(f"control unreachable: {type(exc).__name__} {exc}") from None
-        index = await asyncio.to_thread(decode, body)
+        index = await asyncio.to_thread(decode, body, held)
         old = self.index
         self.index, self._etag, self.confirmed_at = index, etag, self._clock()
         self.ready.set()
-        if old is not None:
+        if old is not None and old.contents is not index.contents:
             # Requests use an index only within one synchronous call, so nothing else holds
             # the old one now: free its million entries gradually, off the event loop.
             await asyncio.to_thread(release, old.contents)

@@ -324,3 +324,29 @@ def test_snapshot_waits_until_the_fleet_is_relearned(tmp_path: Path, run: Runner
             assert resp.status == 200
 
     run(scenario())
+
+
+def test_snapshot_leaves_out_contents_the_caller_holds(tmp_path: Path, run: Runner) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path) as f:
+            await f.heartbeat("ams1-a", inventory={"version": 1, "full": ["a.mp4"]})
+            full = await (await f.snapshot()).json()
+            held = full["contents_version"]
+            assert full["contents"] == {"a.mp4": [0]}
+            await f.heartbeat("ams1-a", cpu=0.5)  # the load changes, the contents do not
+            resp = await f.client.get(
+                f"/v1/snapshot?contents_version={held}", headers=f.auth("steering")
+            )
+            slim = await resp.json()
+            assert slim["version"] > full["version"]
+            assert slim["contents_unchanged"] is True
+            assert "contents" not in slim
+            await f.heartbeat("ams1-a", inventory={"base": 1, "version": 2, "added": ["b.mp4"]})
+            resp = await f.client.get(
+                f"/v1/snapshot?contents_version={held}", headers=f.auth("steering")
+            )
+            fresh = await resp.json()
+            assert fresh["contents"] == {"a.mp4": [0], "b.mp4": [0]}
+            assert fresh["contents_version"] != held
+
+    run(scenario())

@@ -111,3 +111,21 @@ def test_not_an_object() -> None:
 def test_great_circle() -> None:
     assert great_circle_km(52.37, 4.9, 51.5, -0.12) == pytest.approx(358, abs=5)
     assert great_circle_km(0, 0, 0, 180) == pytest.approx(20015, abs=5)
+
+
+def test_unchanged_contents_are_reused_not_resent() -> None:
+    first = two_sites(version=1)
+    first["contents_version"] = 7
+    held = build_index(first)
+    update = {k: v for k, v in two_sites(version=2, states={"ams1-a": "down"}).items()}
+    del update["contents"]
+    update.update(contents_version=7, contents_unchanged=True)
+    index = build_index(update, held)
+    assert index.contents is held.contents
+    assert index.version == 2
+    assert not index.up[0]
+    # Asked against other contents (a restarted control): refused, never mixed up.
+    update["contents_version"] = 8
+    with pytest.raises(FieldError) as err:
+        build_index(update, held)
+    assert err.value.field == "contents_unchanged"
