@@ -10,6 +10,11 @@ Per workload (range size) the servers alternate, nginx then edge, for --rounds r
 table shows medians. wrk shares the cores with the server under test: read ratios, not absolute
 figures.
 
+With --with-minimal a third server takes part: bench/minimal_server.py, the minimal prototype of
+/work/shared/PERFORMANCE.md (asyncio.Protocol, httptools, send + sendfile under uvloop, as many
+processes as the edge has workers, over nginx's source directory, no tokens, index or metrics):
+the floor for any Python server in this harness. It runs after the edge in every alternation.
+
 A benchmark of error pages is worthless, so before measuring a sample range of every file and
 workload must come back 206 with the right bytes from both servers, and after every run the
 wrk error counts, the bytes per request and (for the edge) the status codes and error kinds
@@ -53,6 +58,7 @@ from bench.servers import (
     HOST,
     BenchError,
     Edge,
+    Minimal,
     Nginx,
     Server,
     cpu_seconds,
@@ -98,6 +104,7 @@ class Options:
     header_separate_segment: bool
     sendfile: bool
     rounds: int
+    with_minimal: bool = False
 
 
 def parse_size(text: str) -> int:
@@ -154,6 +161,12 @@ def parse_args(argv: Sequence[str]) -> Options:
         help="edge: use the pread+send fallback (nginx keeps sendfile on as the reference)",
     )
     ap.add_argument("--rounds", type=positive, default=1, help="nginx/edge alternations")
+    ap.add_argument(
+        "--with-minimal",
+        action="store_true",
+        help="also measure bench/minimal_server.py (the floor for a Python server) after the "
+        "edge; --edge-workers and --header-separate-segment apply to it too",
+    )
     args = ap.parse_args(argv)
     file_size = args.file_size_mib * MIB
     workloads = []
@@ -177,6 +190,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         header_separate_segment=args.header_separate_segment,
         sendfile=not args.no_sendfile,
         rounds=args.rounds,
+        with_minimal=args.with_minimal,
     )
 
 
@@ -355,39 +369,70 @@ def benchmark(opts: Options, nginx_bin: str, wrk: str, tmp: Path) -> tuple[list[
         sendfile=opts.sendfile,
     )
     nginx = Nginx(nginx_bin, tmp / "nginx", src, names)
+    servers: list[Server] = [nginx, edge]
+    minimal: Minimal | None = None
+    if opts.with_minimal:
+        minimal = Minimal(
+            tmp / "minimal",
+            src,
+            names,
+            workers=opts.edge_workers,
+            header_separate_segment=opts.header_separate_segment,
+        )
+        servers.append(minimal)
     warnings: list[str] = []
     runs: list[Run] = []
+    completed = False
     try:
         nginx.start()
         edge.start()
-        log(f"nginx on {HOST}:{nginx.port}, edge on {HOST}:{edge.port}; warming the page cache")
+        if minimal is not None:
+            minimal.start()
+            log(
+                f"nginx on {HOST}:{nginx.port}, edge on {HOST}:{edge.port}, minimal on "
+                f"{HOST}:{minimal.port}; warming the page cache"
+            )
+        else:
+            log(f"nginx on {HOST}:{nginx.port}, edge on {HOST}:{edge.port}; warming the page cache")
         edge_files = [p for p in edge.disk_root.rglob("*") if p.is_file()]
         warm_page_cache([src / n for n in names] + edge_files)
         rng = random.Random()
-        for server in (nginx, edge):
+        for server in servers:
             verify(server, src, opts, rng)
         status, _, _ = http_get(edge.port, f"/c/{names[0]}")
         if status != 403:
             raise BenchError(f"edge answered {status} to a URL without a token: tokens are off")
-        log("sample ranges verified (206, right bytes) on both servers")
+        log(
+            "sample ranges verified (206, right bytes) on "
+            + ("all three servers" if minimal is not None else "both servers")
+        )
+        width = max(len(s.name) for s in servers)
         for rnd in range(1, opts.rounds + 1):
             for label, size in opts.workloads:
-                for server in (nginx, edge):
+                for server in servers:
                     run = measure(wrk, server, label, size, rnd, opts)
                     runs.append(run)
                     log(
-                        f"round {rnd} {label:>4} {server.name:<5} {run.req_s:>10,.0f} req/s "
+                        f"round {rnd} {label:>4} {server.name:<{width}} {run.req_s:>10,.0f} req/s "
                         f"{run.mb_s:>8,.0f} MB/s  p99 {run.latency_p99_ms:,.2f} ms"
                         + "".join(f"\n    WARNING: {p}" for p in run.problems)
                     )
                     warnings += [f"round {rnd} {label} {server.name}: {p}" for p in run.problems]
+        completed = True
     finally:
+        if minimal is not None:
+            minimal.stop()
         edge.stop()
         nginx.stop()
-        for server in (edge, nginx):
+        notes: list[str] = []
+        for server in reversed(servers):
             if server.exit_code not in (None, 0):
-                warnings.append(f"{server.name} exited with status {server.exit_code}")
-            warnings += [f"{server.name} logged: {line}" for line in server.messages()[:20]]
+                notes.append(f"{server.name} exited with status {server.exit_code}")
+            notes += [f"{server.name} logged: {line}" for line in server.messages()[:20]]
+        warnings += notes
+        if not completed:  # the servers' last words, before their directories are removed
+            for note in notes:
+                log(note)
     return runs, warnings
 
 
@@ -414,7 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench.edge: interrupted; servers stopped", file=sys.stderr)
         return 130
-    rows = summarise(runs, opts.workloads)
+    servers = ("nginx", "edge", "minimal") if opts.with_minimal else ("nginx", "edge")
+    rows = summarise(runs, opts.workloads, servers)
     report: dict[str, Any] = {
         "timestamp": timestamp,
         "command": command,

@@ -118,12 +118,20 @@ def median_of(runs: Sequence[Run], server: str, workload: str, attr: str) -> flo
     return statistics.median(values) if values else float("nan")
 
 
-def summarise(runs: Sequence[Run], workloads: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
-    """One row per workload: medians over the rounds and the edge/nginx ratio of req/s."""
+def summarise(
+    runs: Sequence[Run],
+    workloads: Sequence[tuple[str, int]],
+    servers: Sequence[str] = ("nginx", "edge"),
+) -> list[dict[str, Any]]:
+    """One row per workload: medians over the rounds and the edge/nginx ratio of req/s.
+
+    With the minimal server also its medians, minimal_ratio (minimal/nginx) and edge_minimal
+    (edge/minimal), all of req/s.
+    """
     rows = []
     for label, size in workloads:
         row: dict[str, Any] = {"workload": label, "range_bytes": size}
-        for server in ("nginx", "edge"):
+        for server in servers:
             for attr in ("req_s", "mb_s", "latency_p50_ms", "latency_p99_ms",
                          "cpu_us_per_request", "wrk_cpu_s"):  # fmt: skip
                 row[f"{server}_{attr}"] = median_of(runs, server, label, attr)
@@ -133,6 +141,12 @@ def summarise(runs: Sequence[Run], workloads: Sequence[tuple[str, int]]) -> list
             )
         nginx_req_s = row["nginx_req_s"]
         row["ratio"] = row["edge_req_s"] / nginx_req_s if nginx_req_s > 0 else float("nan")
+        if "minimal" in servers:
+            minimal_req_s = row["minimal_req_s"]
+            row["minimal_ratio"] = minimal_req_s / nginx_req_s if nginx_req_s > 0 else float("nan")
+            row["edge_minimal"] = (
+                row["edge_req_s"] / minimal_req_s if minimal_req_s > 0 else float("nan")
+            )
         rows.append(row)
     return rows
 
@@ -152,7 +166,30 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def main_table(rows: Sequence[dict[str, Any]]) -> str:
-    """workload | nginx req/s | nginx MB/s | edge req/s | edge MB/s | edge/nginx."""
+    """workload | nginx req/s | nginx MB/s | edge req/s | edge MB/s | edge/nginx.
+
+    With the minimal server: then minimal req/s | minimal MB/s | minimal/nginx | edge/minimal.
+    """
+    if rows and "minimal_req_s" in rows[0]:
+        return table(
+            ("workload", "nginx req/s", "nginx MB/s", "edge req/s", "edge MB/s", "edge/nginx",
+             "minimal req/s", "minimal MB/s", "minimal/nginx", "edge/minimal"),
+            [
+                (
+                    row["workload"],
+                    f"{row['nginx_req_s']:,.0f}",
+                    f"{row['nginx_mb_s']:,.0f}",
+                    f"{row['edge_req_s']:,.0f}",
+                    f"{row['edge_mb_s']:,.0f}",
+                    f"{row['ratio']:.2f}",
+                    f"{row['minimal_req_s']:,.0f}",
+                    f"{row['minimal_mb_s']:,.0f}",
+                    f"{row['minimal_ratio']:.2f}",
+                    f"{row['edge_minimal']:.2f}",
+                )
+                for row in rows
+            ],
+        )  # fmt: skip
     return table(
         ("workload", "nginx req/s", "nginx MB/s", "edge req/s", "edge MB/s", "edge/nginx"),
         [
@@ -172,8 +209,11 @@ def main_table(rows: Sequence[dict[str, Any]]) -> str:
 def detail_table(rows: Sequence[dict[str, Any]]) -> str:
     """Where the time goes: server CPU per request (and its user share), latency, wrk CPU."""
     out = []
+    servers = (
+        ("nginx", "edge", "minimal") if rows and "minimal_req_s" in rows[0] else ("nginx", "edge")
+    )
     for row in rows:
-        for server in ("nginx", "edge"):
+        for server in servers:
             out.append(
                 (
                     row["workload"],
@@ -229,8 +269,21 @@ def markdown(report: dict[str, Any]) -> str:
         f"sendfile {'on' if opts['sendfile'] else 'off'}, header_separate_segment "
         f"{str(opts['header_separate_segment']).lower()}; nginx: 2 workers, sendfile on, "
         "tcp_nopush off, open_file_cache. "
-        f"Medians of {opts['rounds']} round(s), servers alternating per workload. MB = 10^6 "
-        "bytes, response headers included; edge/nginx is the ratio of req/s.",
+        + (
+            f"minimal (bench/minimal_server.py): {opts['edge_workers']} processes, uvloop, "
+            "httptools, send(header, "
+            f"{'no MSG_MORE' if opts['header_separate_segment'] else 'MSG_MORE'}) + sendfile, "
+            "same source files as nginx, no tokens. "
+            if opts.get("with_minimal")
+            else ""
+        )
+        + f"Medians of {opts['rounds']} round(s), servers alternating per workload. MB = 10^6 "
+        "bytes, response headers included; "
+        + (
+            "edge/nginx, minimal/nginx and edge/minimal are ratios of req/s."
+            if opts.get("with_minimal")
+            else "edge/nginx is the ratio of req/s."
+        ),
         "",
         report["table"],
         "",

@@ -1,6 +1,7 @@
-"""The servers under test, as child processes: nginx and `edgefleet edge serve` on 127.0.0.1.
+"""The servers under test, as child processes on 127.0.0.1: nginx, `edgefleet edge serve` and
+(with `--with-minimal`) bench/minimal_server.py.
 
-Both are started by `bench.edge` and stopped in its `finally`, even on error or Ctrl-C: nginx as
+They are started by `bench.edge` and stopped in its `finally`, even on error or Ctrl-C: nginx as
 a non-daemon master process whose files (configuration, pid, logs, temporary directories) all
 live in one directory, the edge with its own keyring, disk, index and runtime directory.
 """
@@ -307,53 +308,15 @@ class Edge(Server):
             f'keyring = "{keyring_path}"\n'
         )
         self.stderr_log = root / "stderr.log"
-        self.stdout_lines: queue.Queue[str | None] = queue.Queue()
-        self.stdout_seen: list[str] = []
 
     def start(self) -> Edge:
         """Start the edge and wait for its readiness line (it listens on port 0)."""
-        with open(self.stderr_log, "ab") as err:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "edgefleet.cli",
-                    "edge",
-                    "serve",
-                    "-c",
-                    str(self.config_path),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-            )
-        # A thread keeps reading stdout, so the wait below is bounded and the pipe never fills.
-        threading.Thread(target=self._read_stdout, name="edge-stdout", daemon=True).start()
-        deadline = time.monotonic() + SERVER_START_S
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self.stdout_lines.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            match = READY_RE.search(line)
-            if match:
-                self.port = int(match.group(1))
-                return self
-        raise BenchError(
-            "edge did not start: "
-            + "".join(self.stdout_seen)
-            + self.stderr_log.read_text(errors="replace")[-2000:]
+        start_announced(
+            self,
+            [sys.executable, "-m", "edgefleet.cli", "edge", "serve", "-c", str(self.config_path)],
+            self.stderr_log,
         )
-
-    def _read_stdout(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.stdout_seen.append(line)
-            self.stdout_lines.put(line)
-        self.stdout_lines.put(None)
+        return self
 
     def stop(self) -> None:
         """SIGTERM: the edge drains and exits 0; SIGKILL after STOP_S."""
@@ -379,6 +342,88 @@ class Edge(Server):
                 elif sample.name == "edgefleet_edge_errors_total":
                     errors[sample.labels["kind"]] = int(sample.value)
         return codes, errors
+
+
+def start_announced(server: Server, cmd: Sequence[str], stderr_log: Path) -> None:
+    """Start *cmd* as *server*'s process and wait for its line `serving on http://HOST:PORT`."""
+    lines: queue.Queue[str | None] = queue.Queue()
+    seen: list[str] = []
+    with open(stderr_log, "ab") as err:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True
+        )
+    server.proc = proc
+
+    def read_stdout() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    # A thread keeps reading stdout, so the wait below is bounded and the pipe never fills.
+    threading.Thread(target=read_stdout, name=f"{server.name}-stdout", daemon=True).start()
+    deadline = time.monotonic() + SERVER_START_S
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        match = READY_RE.search(line)
+        if match:
+            server.port = int(match.group(1))
+            return
+    raise BenchError(
+        f"{server.name} did not start: "
+        + "".join(seen)
+        + stderr_log.read_text(errors="replace")[-2000:]
+    )
+
+
+class Minimal(Server):
+    """bench/minimal_server.py: the floor for a Python server (no tokens, index or metrics)."""
+
+    name = "minimal"
+
+    def __init__(
+        self,
+        root: Path,
+        src: Path,
+        names: Sequence[str],
+        *,
+        workers: int,
+        header_separate_segment: bool,
+    ) -> None:
+        super().__init__()
+        root.mkdir(parents=True)
+        self.src = src
+        self.paths = {name: f"/{name}" for name in names}
+        self.workers = workers
+        self.header_separate_segment = header_separate_segment
+        self.stderr_log = root / "stderr.log"
+
+    def start(self) -> Minimal:
+        """Start it on port 0 and wait for its readiness line."""
+        cmd = [
+            sys.executable, "-m", "bench.minimal_server",
+            "--root", str(self.src), "--workers", str(self.workers),
+        ]  # fmt: skip
+        if self.header_separate_segment:
+            cmd.append("--header-separate-segment")
+        start_announced(self, cmd, self.stderr_log)
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if needed."""
+        if self.proc is not None:
+            self.exit_code = stop_process(self.proc, signal.SIGTERM, 10)
+
+    def messages(self) -> list[str]:
+        if not self.stderr_log.exists():
+            return []
+        return [s for s in self.stderr_log.read_text(errors="replace").splitlines() if s.strip()]
 
 
 def http_get(
