@@ -295,8 +295,9 @@ class EdgeProtocol(asyncio.Protocol):
                 self.resp_req = item
                 self.resp_keep_alive = item.keep_alive and not self.draining
                 try:
-                    if not self._fast_path(item):
-                        self._handle(item)
+                    if self._fast_path(item):
+                        continue  # sent, or queued and pumping: it took care of itself
+                    self._handle(item)
                 except Exception:
                     # A bug or an index failure costs this request, never the worker.
                     self.worker.internal_error()
@@ -376,14 +377,35 @@ class EdgeProtocol(asyncio.Protocol):
                 conn,
             )
             status, offset = 206, first
+        # Send at once: almost always the socket takes it all and the response is done here,
+        # with no output queue. Anything else (EAGAIN, a partial send, an error, no sendfile)
+        # hands the rest to the general pump, which knows how to wait, fall back and fail.
+        sent = 0
+        if worker.use_sendfile:
+            try:
+                sent = self.sock.send(  # type: ignore[union-attr]
+                    head, MSG_MORE if 0 < count <= worker.coalesce_max else 0
+                )
+                if sent == len(head) and count:
+                    sent += os.sendfile(self.sockfd, entry.fd, offset, count)
+            except OSError:
+                pass
         self.resp_file = entry
         self.resp_status = status
-        self.resp_sent = 0
+        self.resp_sent = sent
         self.resp_head_len = len(head)
+        if sent == len(head) + count:
+            self._response_done()
+            return True
         out = self.out
-        out.append(head)
-        if count:
-            out.append([offset, count])
+        if sent < len(head):
+            out.append(head[sent:])
+            if count:
+                out.append([offset, count])
+        else:
+            done = sent - len(head)
+            out.append([offset + done, count - done])
+        self._pump()
         return True
 
     def _handle(self, req: Request) -> None:
@@ -731,20 +753,7 @@ class EdgeProtocol(asyncio.Protocol):
         if req is not None:
             worker.stats.observe(status, self.resp_sent, now - req.received)
             if worker.access_log is not None:
-                headers = req.headers
-                worker.access_log.buffer.append(
-                    (
-                        self.peer,
-                        time.time(),
-                        req.method,
-                        req.target,
-                        status,
-                        self.resp_sent - self.resp_head_len,
-                        headers.get(b"referer", b""),
-                        headers.get(b"user-agent", b""),
-                        req.minor,
-                    )
-                )
+                self._log(req, status, self.resp_sent - self.resp_head_len)
         else:
             worker.stats.observe(status, self.resp_sent, 0.0)
         if self.resp_file is not None:
@@ -755,6 +764,22 @@ class EdgeProtocol(asyncio.Protocol):
         self.state = IDLE
         if not self.resp_keep_alive:
             self._close()
+
+    def _log(self, req: Request, status: int, body_bytes: int) -> None:
+        headers = req.headers
+        self.worker.access_log.buffer.append(  # type: ignore[union-attr]
+            (
+                self.peer,
+                time.time(),
+                req.method,
+                req.target,
+                status,
+                body_bytes,
+                headers.get(b"referer", b""),
+                headers.get(b"user-agent", b""),
+                req.minor,
+            )
+        )
 
     # -- closing ------------------------------------------------------------------------
 
