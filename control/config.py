@@ -7,7 +7,6 @@ which reloads on SIGHUP; this file says where control listens and keeps its file
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,17 +58,7 @@ class ControlConfig:
 def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> ControlConfig:
     """Load and validate a control configuration file."""
     conf = cfgload.load(ControlConfig, path, overrides)
-    # Relative paths are relative to the config file, so a config directory can move as a unit.
-    if path is not None:
-        base = Path(path).resolve().parent
-
-        def fix(p: str) -> str:
-            return p if not p or os.path.isabs(p) else str(base / p)
-
-        conf = dataclasses.replace(
-            conf,
-            topology=fix(conf.topology),
-            secret_file=fix(conf.secret_file),
-            store=fix(conf.store),
-        )
-    return conf
+    fix = cfgload.path_resolver(path)
+    return dataclasses.replace(
+        conf, topology=fix(conf.topology), secret_file=fix(conf.secret_file), store=fix(conf.store)
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,26 +115,13 @@ class EdgeConfig:
 def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> EdgeConfig:
     """Load and validate an edge configuration file."""
     conf = cfgload.load(EdgeConfig, path, overrides)
-    # Relative paths are relative to the config file, so a config directory can move as a unit.
-    if path is not None:
-        base = Path(path).resolve().parent
-
-        def fix(p: str) -> str:
-            return p if not p or os.path.isabs(p) else str(base / p)
-
-        conf = _replace(
-            conf,
-            index=fix(conf.index),
-            disks=tuple(fix(d) for d in conf.disks),
-            runtime_dir=fix(conf.runtime_dir),
-            access_log=fix(conf.access_log),
-            tokens=_replace(conf.tokens, keyring=fix(conf.tokens.keyring)),
-            control=_replace(conf.control, secret_file=fix(conf.control.secret_file)),
-        )
-    return conf
-
-
-def _replace(obj: Any, **changes: Any) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(obj, **changes)
+    fix = cfgload.path_resolver(path)
+    return replace(
+        conf,
+        index=fix(conf.index),
+        disks=tuple(fix(d) for d in conf.disks),
+        runtime_dir=fix(conf.runtime_dir),
+        access_log=fix(conf.access_log),
+        tokens=replace(conf.tokens, keyring=fix(conf.tokens.keyring)),
+        control=replace(conf.control, secret_file=fix(conf.control.secret_file)),
+    )

@@ -8,9 +8,11 @@ and sizes carry their unit in the key name (`keep_alive_timeout_s`, `max_header_
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +42,15 @@ def load(cls: type[T], path: str | Path | None, overrides: dict[str, Any] | None
         node[leaf] = value
     where = str(path) if path is not None else "<defaults>"
     return from_mapping(cls, data, where)
+
+
+def path_resolver(config_path: str | Path | None) -> Callable[[str], str]:
+    """A function making paths relative to *config_path*'s directory absolute (empty and
+    absolute paths pass through), so a config directory can move as a unit."""
+    if config_path is None:
+        return lambda p: p
+    base = Path(config_path).resolve().parent
+    return lambda p: p if not p or os.path.isabs(p) else str(base / p)
 
 
 def from_mapping(cls: type[T], data: dict[str, Any], where: str, prefix: str = "") -> T:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,13 +75,5 @@ class SteeringConfig:
 def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> SteeringConfig:
     """Load and validate a steering configuration; relative paths are relative to the file."""
     conf = cfgload.load(SteeringConfig, path, overrides)
-    if path is not None:
-        base = Path(path).resolve().parent
-
-        def fix(p: str) -> str:
-            return p if not p or os.path.isabs(p) else str(base / p)
-
-        conf = dataclasses.replace(
-            conf, secret_file=fix(conf.secret_file), keyring=fix(conf.keyring)
-        )
-    return conf
+    fix = cfgload.path_resolver(path)
+    return dataclasses.replace(conf, secret_file=fix(conf.secret_file), keyring=fix(conf.keyring))
