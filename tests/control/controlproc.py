@@ -10,13 +10,13 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from edgefleet.fleet import role_token
+from tests.readiness import wait_for_line
 
 READY_RE = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
 
@@ -144,18 +144,12 @@ class ControlProcess:
             env=dict(os.environ),
         )
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            match = READY_RE.search(line)
-            if match:
-                self.port = int(match.group(1))
-                return self
+        match = wait_for_line(self.proc.stdout, READY_RE, timeout)
+        if match:
+            self.port = int(match.group(1))
+            return self
         self.stop()
-        raise RuntimeError(f"control did not start: {line!r}\n{self.stderr()}")
+        raise RuntimeError(f"control did not start:\n{self.stderr()}")
 
     def stderr(self) -> str:
         """What the server logged so far."""

@@ -19,6 +19,7 @@ from edge.disks import open_disk
 from edge.importer import import_directory
 from edge.index import ContentIndex
 from edgefleet.tokens import Keyring, new_key, signed_query
+from tests.readiness import wait_for_line
 
 READY_RE = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
 
@@ -87,18 +88,12 @@ class EdgeProcess:
             env=env,
         )
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            match = READY_RE.search(line)
-            if match:
-                self.port = int(match.group(1))
-                return self
+        match = wait_for_line(self.proc.stdout, READY_RE, timeout)
+        if match:
+            self.port = int(match.group(1))
+            return self
         self.stop()
-        raise RuntimeError(f"edge did not start: {line!r}\n{self.stderr()}")
+        raise RuntimeError(f"edge did not start:\n{self.stderr()}")
 
     def stderr(self) -> str:
         return (self.root / "stderr.log").read_text()

@@ -27,6 +27,7 @@ from edge.importer import import_directory
 from edge.index import ContentIndex
 from edgefleet.fleet import role_token
 from edgefleet.tokens import Keyring, new_key
+from tests.readiness import wait_for_line
 
 READY = re.compile(r"serving on (http://127\.0\.0\.1:(\d+))")
 
@@ -55,14 +56,9 @@ def start(name: str, args: list[str], log: Path, *, group: bool = False) -> Proc
             start_new_session=group,
         )
     assert popen.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = popen.stdout.readline()
-        if not line:
-            break
-        match = READY.search(line)
-        if match:
-            return Proc(name, popen, match.group(1), log)
+    match = wait_for_line(popen.stdout, READY, 30)
+    if match:
+        return Proc(name, popen, match.group(1), log)
     popen.kill()
     popen.wait()
     raise RuntimeError(f"{name} did not start:\n{log.read_text()}")
