@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,6 +59,17 @@ EDGES = (
     EdgeSpec("lon1-a", "lon1", 8083, ("sample-1m.bin", "sample-64m.bin", "testcard.mp4")),
 )
 CONTROL_PORT, STEERING_PORT = 7070, 7080
+
+
+def port_free(port: int) -> bool:
+    """True when 127.0.0.1:*port* can be bound now (the demo's fixed ports are a nicety)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def edgefleet(*args: str, out: int | IO[Any] | None = None) -> subprocess.CompletedProcess[str]:
@@ -228,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     data.mkdir(parents=True, exist_ok=True)
     samples = make_samples(data / "samples")
     fixed = args.ports == "fixed"
+    wanted = [CONTROL_PORT, STEERING_PORT, *(e.port for e in EDGES)]
+    busy = [p for p in wanted if fixed and not port_free(p)]
+    if busy:
+        print(f"ports {', '.join(map(str, busy))} are in use: the demo takes free ports instead")
+        fixed = False
     ports = {e.name: e.port if fixed else 0 for e in EDGES}
     ports.update(control=CONTROL_PORT if fixed else 0, steering=STEERING_PORT if fixed else 0)
     write_configs(data, ports)
