@@ -12,6 +12,7 @@ The demo only orchestrates processes and files; it imports no service internals.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -304,10 +305,12 @@ def _show(
     first = answer["results"][0]["urls"][0]["url"]
     print("\nFetch a range from the first URL:")
     print(f"  curl -sS -D - -o /dev/null -r 0-65535 '{first}'")
-    print(
-        f'\nFleet state: curl -s -H "Authorization: Bearer $(edgefleet control token admin '
-        f'-c {data / "control.toml"})" {services[0].url}/v1/appliances'
-    )
+    cli = Path(sys.executable).parent / "edgefleet"
+    with contextlib.suppress(ValueError):
+        cli = cli.relative_to(Path.cwd())
+    token = f"$({cli} control token admin -c {data / 'control.toml'})"
+    print("\nFleet state (control's view of every appliance):")
+    print(f'  curl -s -H "Authorization: Bearer {token}" {services[0].url}/v1/appliances')
 
 
 def _stop(services: list[Service]) -> None:
