@@ -243,7 +243,7 @@ async def register(request: web.Request) -> web.Response:
     doc = await _json_body(request, empty_ok=True)
     if not isinstance(doc, dict):
         raise ApiError(422, "must be a JSON object", "$")
-    for key in ("software", "boot_id", "base_url"):
+    for key in ("software", "boot_id", "base_url", "inventory_epoch"):
         value = doc.get(key, "")
         if not isinstance(value, str) or len(value) > 200:
             raise ApiError(422, "must be a string of at most 200 characters", key)
@@ -257,6 +257,7 @@ async def register(request: web.Request) -> web.Response:
         software=doc.get("software", ""),
         boot_id=doc.get("boot_id", ""),
         base_url=base_url,
+        inventory_epoch=doc.get("inventory_epoch", ""),
     )
     ctl.metrics.registrations.inc()
     log.info("appliance %s registered (software %r)", name, doc.get("software", ""))

@@ -93,6 +93,7 @@ class _Appliance:
     # The content ids at `inventory_version`; meaningless until `inventory_known`.
     inventory: set[str] = field(default_factory=set)
     inventory_version: int = 0
+    inventory_epoch: str = ""  # the appliance index's id the version belongs to
     inventory_known: bool = False
 
     def load(self) -> float:
@@ -197,6 +198,7 @@ class Registry:
         software: str = "",
         boot_id: str = "",
         base_url: str = "",
+        inventory_epoch: str = "",
     ) -> RegisterReply:
         """An appliance (re)starts talking to control; registering is a sign of life."""
         rec = self._get(name)
@@ -207,7 +209,9 @@ class Registry:
         if moved:
             rec.reported_base_url = base_url.rstrip("/")
         self._changed(before, rec, other=moved and not rec.spec.base_url)
-        held = rec.inventory_version if rec.inventory_known else 0
+        # A version of another index (wiped, re-imported) means nothing: ask for everything.
+        same_index = inventory_epoch == rec.inventory_epoch
+        held = rec.inventory_version if rec.inventory_known and same_index else 0
         return RegisterReply(self._topology.fleet.heartbeat_interval_s, held)
 
     def heartbeat(self, name: str, hb: Heartbeat, now: float) -> HeartbeatReply:
@@ -376,8 +380,13 @@ class Registry:
             new = set(inv.full)
             changed = new != rec.inventory
             rec.inventory, rec.inventory_version, rec.inventory_known = new, inv.version, True
+            rec.inventory_epoch = inv.epoch
             return True, changed
-        if not rec.inventory_known or inv.base != rec.inventory_version:
+        if (
+            not rec.inventory_known
+            or inv.epoch != rec.inventory_epoch
+            or inv.base != rec.inventory_version
+        ):
             # Keep what we hold (still a true past view) until the full list arrives.
             return False, False
         changed = False

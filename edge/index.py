@@ -8,7 +8,9 @@ Layout (one environment, a directory):
 
 - `content`: content id (utf-8) → packed record (see `_RECORD`): size, install time, generation,
   xxh3-128 digest, then disk id, relative path and content type as length-prefixed utf-8.
-- `meta`: `generation` → u64, bumped by every change; `bytes` → u64, the sum of sizes.
+- `meta`: `generation` → u64, bumped by every change; `bytes` → u64, the sum of sizes;
+  `index_id` → a random hex id given at creation (inventory versions are only comparable
+  within one index).
 - `changes`: generation (u64 big-endian, so keys sort) → op (`+`/`-`) and content id: the log
   from which inventory deltas are read (`changes_since`), trimmed to the last `max_changes`.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import os
 import struct
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +126,11 @@ class ContentIndex:
             raise IndexError_(
                 f"index at {self.path} is not initialised (run 'edgefleet edge import'): {exc}"
             ) from None
+        if not readonly:
+            with self.env.begin(write=True, db=self._meta) as txn:
+                # Generations restart at 0 in a recreated index: the id tells control that an
+                # inventory version belongs to another index and must not take deltas.
+                txn.put(b"index_id", uuid.uuid4().hex.encode(), overwrite=False)
 
     def close(self) -> None:
         """Close the environment (after fork, reopen instead of sharing it)."""
@@ -155,6 +163,12 @@ class ContentIndex:
     def read_view(self) -> ReadView:
         """A read transaction kept open for fast lookups (see `ReadView`)."""
         return ReadView(self)
+
+    def index_id(self) -> str:
+        """A random id given to the index when it was created ("" for an index without one)."""
+        with self._begin(db=self._meta) as txn:
+            raw = txn.get(b"index_id")
+        return "" if raw is None else bytes(raw).decode()
 
     def generation(self) -> int:
         """The index generation: bumped by every put and delete."""

@@ -40,6 +40,7 @@ class InventoryTracker:
 
     def __init__(self, index: ContentIndex) -> None:
         self.index = index
+        self.epoch = index.index_id()
         self.held: int | None = None  # None: control needs the full list
 
     def next_update(self) -> dict[str, Any]:
@@ -52,6 +53,7 @@ class InventoryTracker:
                 for op, cid in ops:
                     last[cid] = op  # the final operation on an id decides
                 return {
+                    "epoch": self.epoch,
                     "base": self.held,
                     "version": version,
                     "added": sorted(c for c, op in last.items() if op == "+"),
@@ -60,7 +62,8 @@ class InventoryTracker:
         # The generation is read before the listing: changes made in between are sent again
         # in the next delta, which is harmless (adding a present id, removing an absent one).
         version = self.index.generation()
-        return {"version": version, "full": [r.content_id for r in self.index.records()]}
+        ids = [r.content_id for r in self.index.records()]
+        return {"epoch": self.epoch, "version": version, "full": ids}
 
     def acknowledged(self, sent: dict[str, Any], resync: bool) -> None:
         """Control answered a heartbeat that carried *sent*."""
@@ -170,7 +173,11 @@ class Reporter:
             if not self.registered:
                 async with session.post(
                     f"{self.base}/register",
-                    json={"software": __version__, "base_url": self.base_url},
+                    json={
+                        "software": __version__,
+                        "base_url": self.base_url,
+                        "inventory_epoch": self.inventory.epoch,
+                    },
                 ) as resp:
                     resp.raise_for_status()
                     answer = await resp.json()

@@ -208,7 +208,10 @@ class EdgeProtocol(asyncio.Protocol):
                 status, "request header fields too large" if status == 431 else "bad request"
             )
         except httptools.HttpParserUpgrade:
-            # Upgrades are not offered: answer what was asked, then close.
+            # Upgrades are not offered: answer what was asked, say so, then close.
+            for item in self.queue:
+                if isinstance(item, Request):
+                    item.keep_alive = False
             self.parse_failed = True
             self._pause_reading()
         except httptools.HttpParserError:
@@ -305,6 +308,9 @@ class EdgeProtocol(asyncio.Protocol):
                     if self.resp_file is not None:
                         self.resp_file.release()
                         self.resp_file = None
+                    if self.resp_sent or self.closed:
+                        self._abort()  # part of a response is out: a 500 would corrupt it
+                        return
                     self.resp_keep_alive = False
                     self._reply(500, "internal error")
             self._pump()
@@ -657,7 +663,7 @@ class EdgeProtocol(asyncio.Protocol):
         """Write queued output until done or the socket is full."""
         out = self.out
         sock = self.sock
-        if sock is None:
+        if sock is None or self.closed:
             return
         worker = self.worker
         while out:
@@ -815,6 +821,9 @@ class EdgeProtocol(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.out.clear()
+            if self.waiting_writable:  # a late writable callback must not "finish" it
+                self.waiting_writable = False
+                self.loop.remove_writer(self.sockfd)
             self.transport.abort()
 
     def expire(self, now: float) -> None:

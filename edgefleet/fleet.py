@@ -132,6 +132,7 @@ class InventoryUpdate:
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     full: tuple[str, ...] | None = None
+    epoch: str = ""  # the appliance index's id: versions compare only within one epoch
 
 
 @dataclass(frozen=True)
@@ -195,9 +196,12 @@ def parse_heartbeat(doc: Any) -> Heartbeat:
         if not isinstance(inv, dict):
             raise FieldError("inventory", "must be an object")
         version = int(_num(inv, "version", "inventory."))
+        epoch = inv.get("epoch", "")
+        if not isinstance(epoch, str) or len(epoch) > 64:
+            raise FieldError("inventory.epoch", "must be a string of at most 64 characters")
         if "full" in inv:
             inventory = InventoryUpdate(
-                version=version, full=tuple(_ids(inv["full"], "inventory.full"))
+                version=version, full=tuple(_ids(inv["full"], "inventory.full")), epoch=epoch
             )
         else:
             inventory = InventoryUpdate(
@@ -205,6 +209,7 @@ def parse_heartbeat(doc: Any) -> Heartbeat:
                 base=int(_num(inv, "base", "inventory.")),
                 added=tuple(_ids(inv.get("added", []), "inventory.added")),
                 removed=tuple(_ids(inv.get("removed", []), "inventory.removed")),
+                epoch=epoch,
             )
     extra = {k: v for k, v in doc.items() if k not in ("state", "health", "prefixes", "inventory")}
     return Heartbeat(state, health, tuple(str(p) for p in prefixes), inventory, extra)

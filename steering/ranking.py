@@ -221,7 +221,7 @@ def steer(
     del ranked[max_urls:]
     if matched is None:
         answer = AnswerClass.NO_SITE
-    elif apps[ranked[0]].site == matched:
+    elif up[ranked[0]] and apps[ranked[0]].site == matched:
         answer = AnswerClass.LOCAL
     elif any(apps[j].site == matched for j in holders):
         answer = AnswerClass.HEALTH_MISS

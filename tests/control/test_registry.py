@@ -96,6 +96,20 @@ def test_deltas_apply_only_on_the_held_version() -> None:
     assert reg.inventory("ams1-a") == (9, frozenset({"b", "c"}))
 
 
+def test_versions_of_a_recreated_index_never_take_deltas() -> None:
+    """An appliance whose index was wiped and rebuilt counts generations from 0 again: a
+    version of the new index that equals the one control holds must not be trusted."""
+    reg = Registry(topo())
+    reg.heartbeat("ams1-a", hb(inventory={**full(5, "a", "b"), "epoch": "old"}), 0.0)
+    assert reg.register("ams1-a", 1.0, inventory_epoch="new").inventory_version == 0
+    reply = reg.heartbeat("ams1-a", hb(inventory={**delta(5, 6, ("c",)), "epoch": "new"}), 2.0)
+    assert reply.resync
+    assert reg.inventory("ams1-a") == (5, frozenset({"a", "b"}))
+    reg.heartbeat("ams1-a", hb(inventory={**full(6, "c"), "epoch": "new"}), 3.0)
+    assert reg.inventory("ams1-a") == (6, frozenset({"c"}))
+    assert reg.register("ams1-a", 4.0, inventory_epoch="new").inventory_version == 6
+
+
 def test_a_lost_reply_leads_to_a_resync_not_a_wrong_inventory() -> None:
     reg = Registry(topo())
     reg.heartbeat("ams1-a", hb(inventory=full(1)), 0.0)

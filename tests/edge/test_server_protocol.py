@@ -267,3 +267,17 @@ def test_corrupt_index_record_is_500_and_the_worker_survives(edge: EdgeProcess) 
     status, _, body = request(edge.port, edge.url("blob.bin"))
     assert (status, body) == (200, DATA)
     assert edge.workers() == pids
+
+
+def test_upgrade_is_declined_and_the_close_announced(edge: EdgeProcess) -> None:
+    """`curl --http2` over cleartext asks for h2c: answer in HTTP/1.1 and say we close."""
+    with edge.connect() as sock:
+        sock.sendall(
+            f"GET {edge.url('movie.mp4')} HTTP/1.1\r\nHost: e\r\nConnection: Upgrade, HTTP2-Settings"
+            "\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n".encode()
+        )
+        reader = ResponseReader(sock)
+        status, headers, body = reader.next()
+        assert (status, body) == (200, VIDEO)
+        assert headers["connection"] == "close"
+        assert reader.closed()

@@ -69,9 +69,11 @@ def test_saturated_appliances_are_a_last_resort() -> None:
     assert d.answer is AnswerClass.HEALTH_MISS
     assert names(index, d)[0] == "lon1-a"  # an up appliance elsewhere first
     assert sorted(names(index, d)[1:]) == ["ams1-a", "ams1-b"]
-    # Only saturated holders: better an overloaded appliance than no answer.
+    # Only saturated holders: better an overloaded appliance than no answer, but the site
+    # could not serve it healthily, and the class says so.
     d = decide(index, "ams.mp4", "198.51.100.7")
     assert sorted(names(index, d)) == ["ams1-a", "ams1-b"]
+    assert d.answer is AnswerClass.HEALTH_MISS
 
 
 def test_no_site_still_ranks_from_the_nearest_prefix() -> None:
@@ -239,8 +241,12 @@ def test_steering_only_returns_up_appliances_holding_the_file(
         assert len(d.appliances) == min(len(eligible) + len(last_resort), 20)
         if not eligible and not last_resort:
             assert d.answer is AnswerClass.UNAVAILABLE
-        elif not eligible:
-            pass  # only last-resort URLs: classified by where the first one is
+        elif not eligible and matched is not None:
+            assert (
+                d.answer is AnswerClass.HEALTH_MISS
+                if any(index.appliances[j].site == matched for j in holders)
+                else AnswerClass.CONTENT_MISS
+            )
         elif matched is None:
             assert d.answer is AnswerClass.NO_SITE
         elif any(index.appliances[j].site == matched for j in eligible):
