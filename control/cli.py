@@ -21,6 +21,7 @@ from control import config as control_config
 from control.config import ControlConfig
 from control.store import Store, StoreError
 from control.topology import Topology, TopologyError, load_topology
+from edgefleet import logs
 from edgefleet.config import ConfigError
 from edgefleet.fleet import MIN_SECRET_BYTES, AuthError, load_secret, role_token
 
@@ -58,9 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Run one `edgefleet control` command."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
-    )
+    logs.configure()
     try:
         if args.command == "secret":
             return _secret(Path(args.path))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
 
 from edge import config as edge_config
+from edgefleet import logs
 from edgefleet.config import ConfigError
 
 
@@ -53,9 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Run one `edgefleet edge` command."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
-    )
+    logs.configure()
     try:
         if args.command == "keygen":
             return _keygen(args)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 
+from edgefleet import logs
 from edgefleet.config import ConfigError
 from edgefleet.fleet import AuthError, load_secret
 from edgefleet.sdnotify import notify
@@ -34,9 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Run one `edgefleet steering` command."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
-    )
+    logs.configure()
     overrides: dict[str, object] = {}
     if args.command == "serve":
         for key, value in (("listen.port", args.port), ("listen.host", args.host)):
