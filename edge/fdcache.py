@@ -12,7 +12,6 @@ the entry, and the last `release` closes it.
 
 from __future__ import annotations
 
-import errno
 import os
 import struct
 from collections import OrderedDict
@@ -152,8 +151,3 @@ class FdCache:
                 503, "size_mismatch", f"{path}: {size} bytes on disk, {record.size} indexed"
             )
         return fd
-
-
-def is_disk_error(exc: OSError) -> bool:
-    """True for errors that mean the disk, not the client, failed."""
-    return exc.errno in (errno.EIO, errno.ENXIO, errno.ENODEV, errno.ESTALE, errno.EROFS)

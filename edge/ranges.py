@@ -144,11 +144,6 @@ def coalesce(ranges: list[tuple[int, int]], gap: int = COALESCE_GAP) -> tuple[tu
     return tuple((g[0], g[1]) for g in groups)
 
 
-def content_range(first: int, last: int, length: int) -> str:
-    """The Content-Range value of one part (§14.4)."""
-    return f"bytes {first}-{last}/{length}"
-
-
 def parse_path_range(text: str) -> tuple[int, int] | None:
     """Parse the `{first}-{last}` of the Open Connect path form `/c/{id}/range/{first}-{last}`."""
     first_s, dash, last_s = text.partition("-")

@@ -390,7 +390,7 @@ class EdgeProtocol(asyncio.Protocol):
         if worker.use_sendfile:
             try:
                 sent = self.sock.send(  # type: ignore[union-attr]
-                    head, MSG_MORE if 0 < count <= worker.coalesce_max else 0
+                    head, _header_flags(count, worker.coalesce_max)
                 )
                 if sent == len(head) and count:
                     sent += os.sendfile(self.sockfd, entry.fd, offset, count)
@@ -721,11 +721,12 @@ class EdgeProtocol(asyncio.Protocol):
     def _send_flags(self) -> int:
         """MSG_MORE when a small file chunk follows, so header and body share a segment."""
         out = self.out
-        if len(out) > 1:
-            follower = out[1]
-            if follower.__class__ is not list or follower[1] <= self.worker.coalesce_max:
-                return MSG_MORE
-        return 0
+        if len(out) < 2:
+            return 0
+        follower = out[1]
+        if follower.__class__ is not list:
+            return MSG_MORE  # a multipart part header: always worth coalescing
+        return _header_flags(follower[1], self.worker.coalesce_max)
 
     def _wait_writable(self) -> None:
         self.since = time.monotonic()  # send_timeout_s counts from the last progress
@@ -855,6 +856,11 @@ class EdgeProtocol(asyncio.Protocol):
         self.resp_keep_alive = False
         if not self.out and not self.queue and self.state != PARSING:
             self._close()
+
+
+def _header_flags(body_bytes: int, coalesce_max: int) -> int:
+    """MSG_MORE (header and body in one segment) for a body of 1..coalesce_max bytes."""
+    return MSG_MORE if 0 < body_bytes <= coalesce_max else 0
 
 
 def _opt(value: bytes | None) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge.disks import Disk, open_disk
-from edge.fdcache import FdCache, FileUnavailable, OpenFile, is_disk_error
+from edge.fdcache import FdCache, FileUnavailable, OpenFile
 from edge.httpdate import format_http_date
 from edge.importer import install_file
 from edge.index import ContentIndex
@@ -220,20 +219,3 @@ def test_capacity_is_at_least_one(app: Appliance) -> None:
     assert app.acquire(cache, "a") is entry
     entry.release()
     cache.clear()
-
-
-@pytest.mark.parametrize(
-    ("code", "disk"),
-    [
-        (errno.EIO, True),
-        (errno.ENXIO, True),
-        (errno.ENODEV, True),
-        (errno.ESTALE, True),
-        (errno.EROFS, True),
-        (errno.EPIPE, False),
-        (errno.ECONNRESET, False),
-        (errno.ENOENT, False),
-    ],
-)
-def test_is_disk_error(code: int, disk: bool) -> None:
-    assert is_disk_error(OSError(code, os.strerror(code))) is disk

@@ -173,10 +173,6 @@ def test_coalesce_gap_boundary() -> None:
     assert apart == Satisfiable(((0, 9), (11 + COALESCE_GAP, 20 + COALESCE_GAP)))
 
 
-def test_content_range() -> None:
-    assert ranges.content_range(0, 499, 10_000) == "bytes 0-499/10000"
-
-
 # -- the Open Connect path form /c/{id}/range/{first}-{last} --------------------------------
 
 
