@@ -7,7 +7,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefleet.fleet import role_token
-from tests.readiness import wait_for_line
+from tests.processes import terminate, wait_for_line
 
 READY_RE = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
 
@@ -164,17 +163,9 @@ class ControlProcess:
         """SIGTERM and wait (SIGKILL if it hangs); returns the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        code = terminate(self.proc, timeout)
         self._stderr.close()
-        return self.proc.returncode
+        return code
 
     def call(
         self, method: str, path: str, role: str | None = None, body: Any = None

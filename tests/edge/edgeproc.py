@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from edge.disks import open_disk
 from edge.importer import import_directory
 from edge.index import ContentIndex
 from edgefleet.tokens import Keyring, new_key, signed_query
-from tests.readiness import wait_for_line
+from tests.processes import terminate, wait_for_line
 
 READY_RE = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
 
@@ -117,19 +116,9 @@ class EdgeProcess:
         """SIGTERM and wait; SIGKILL if it does not stop. Returns the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                for pid in self.workers():
-                    os.kill(pid, signal.SIGKILL)
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        code = terminate(self.proc, timeout, stragglers=self.workers)
         self._stderr.close()
-        return self.proc.returncode
+        return code
 
     def connect(self, timeout: float = 10.0) -> socket.socket:
         """A raw TCP connection to the server."""

@@ -27,7 +27,7 @@ from edge.importer import import_directory
 from edge.index import ContentIndex
 from edgefleet.fleet import role_token
 from edgefleet.tokens import Keyring, new_key
-from tests.readiness import wait_for_line
+from tests.processes import terminate, wait_for_line
 
 READY = re.compile(r"serving on (http://127\.0\.0\.1:(\d+))")
 
@@ -40,6 +40,7 @@ class Proc:
     popen: subprocess.Popen[str]
     url: str
     log: Path
+    group: bool = False  # started as its own process group (an edge)
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -58,29 +59,15 @@ def start(name: str, args: list[str], log: Path, *, group: bool = False) -> Proc
     assert popen.stdout is not None
     match = wait_for_line(popen.stdout, READY, 30)
     if match:
-        return Proc(name, popen, match.group(1), log)
+        return Proc(name, popen, match.group(1), log, group)
     popen.kill()
     popen.wait()
     raise RuntimeError(f"{name} did not start:\n{log.read_text()}")
 
 
 def stop(proc: Proc, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-    """Stop a service (its whole group for edges) and reap it."""
-    if proc.alive():
-        try:
-            if os.getpgid(proc.popen.pid) == proc.popen.pid:
-                os.killpg(proc.popen.pid, sig)  # an edge: supervisor, workers and reporter
-            else:
-                proc.popen.send_signal(sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.popen.kill()
-            proc.popen.wait()
-    if proc.popen.stdout is not None:
-        proc.popen.stdout.close()
+    """Stop a service (an edge's whole process group: supervisor, workers, reporter)."""
+    terminate(proc.popen, timeout, sig=sig, group=proc.group)
 
 
 @dataclass
