@@ -38,17 +38,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 
+from edgefleet.records import DailyRecord
+
 Day = int | date
 
-
-@dataclass(frozen=True, slots=True)
-class DailyRecord:
-    """Bytes of one file streamed in one region on one day (the export's record format)."""
-
-    day: Day
-    region: str
-    content_id: str
-    bytes_streamed: int
+__all__ = ["DailyRecord", "ForecastParams", "day_number", "forecast", "region_prior"]
 
 
 @dataclass(frozen=True, slots=True)
