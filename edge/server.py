@@ -26,6 +26,7 @@ import os
 import re
 import socket
 import time
+from bisect import bisect_left
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
@@ -33,6 +34,7 @@ import httptools
 
 from edge import conditional, ranges
 from edge.fdcache import FileUnavailable, OpenFile
+from edge.metrics import LATENCY_BUCKETS
 from edge.responses import ALLOW, CLOSE, KEEP_ALIVE, SERVER, STATUS_LINE, simple_head
 from edgefleet import tokens
 
@@ -54,6 +56,8 @@ WANTED: Final = frozenset(
         b"user-agent",
     )
 )
+# Header names are filtered by length before lower(): most of a request's headers go no further.
+WANTED_LENGTHS: Final = frozenset(len(name) for name in (*WANTED, b"connection"))
 CONDITIONAL: Final = (
     b"if-match",
     b"if-none-match",
@@ -81,7 +85,16 @@ class _Reject(Exception):
 class Request:
     """One parsed request, waiting for its response."""
 
-    __slots__ = ("conditional", "headers", "keep_alive", "method", "minor", "received", "target")
+    __slots__ = (
+        "conditional",
+        "headers",
+        "keep_alive",
+        "method",
+        "minor",
+        "received",
+        "target",
+        "try_fast",
+    )
 
     def __init__(
         self,
@@ -100,6 +113,7 @@ class Request:
         self.minor = minor
         self.received = received
         self.conditional = conditional  # an If-* header is present
+        self.try_fast = True  # False: the fast path already declined it
 
 
 class EdgeProtocol(asyncio.Protocol):
@@ -129,6 +143,8 @@ class EdgeProtocol(asyncio.Protocol):
         self.headers: dict[bytes, bytes] = {}
         self.header_bytes = 0
         self.conditional = False
+        self.saw_connection = False  # a Connection header: the HTTP version decides
+        self.began = 0.0  # monotonic time the current request began
         self.reject_status = 0
         self.in_head = False
         self.head_raw = 0  # bytes of a head still unfinished after whole chunks; -1: began now
@@ -139,6 +155,7 @@ class EdgeProtocol(asyncio.Protocol):
         self.resp_sent = 0
         self.resp_head_len = 0
         self.resp_req: Request | None = None
+        self.resp_cid: bytes | None = None  # the content id of a file response
         self.resp_keep_alive = True
 
     # -- asyncio.Protocol ---------------------------------------------------------------
@@ -229,14 +246,17 @@ class EdgeProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.url = b""
-        self.headers = {}
+        if self.headers:
+            self.headers = {}
         self.header_bytes = 0
         self.conditional = False
+        self.saw_connection = False
         self.in_head = True
         self.head_raw = -1
+        self.began = now = time.monotonic()
         if not self.out:
             self.state = PARSING
-            self.since = time.monotonic()
+            self.since = now
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -250,6 +270,8 @@ class EdgeProtocol(asyncio.Protocol):
         if self.header_bytes > self.limits.max_header_bytes:
             self.reject_status = 431
             raise _Reject
+        if len(name) not in WANTED_LENGTHS:
+            return  # Host, Accept, …: not worth a lower()
         name = name.lower()
         if name in WANTED:
             if name[:3] == b"if-":
@@ -257,24 +279,47 @@ class EdgeProtocol(asyncio.Protocol):
             old = self.headers.get(name)
             # RFC 9110 §5.3: repeated fields combine into one comma-separated list.
             self.headers[name] = value if old is None else old + b", " + value
+        elif name == b"connection":
+            self.saw_connection = True
 
     def on_headers_complete(self) -> None:
         self.in_head = False
 
     def on_message_complete(self) -> None:
         parser = self.parser
-        self.queue.append(
-            Request(
-                parser.get_method(),
-                self.url,
-                self.headers,
-                parser.should_keep_alive(),
-                1 if parser.get_http_version() == "1.1" else 0,
-                time.monotonic(),
-                self.conditional,
-            )
+        method = parser.get_method()
+        keep_alive = parser.should_keep_alive()
+        queue = self.queue
+        tried = False
+        if (
+            not queue
+            and not self.out
+            and not self.closed
+            and method == b"GET"
+            and not (self.saw_connection and parser.should_upgrade())
+        ):
+            # Nothing is ahead of this request: the common one is answered right here, with
+            # no Request object and no queue (the fast path sends from inside the parser's
+            # callback; output never depends on bytes the parser has not reached yet).
+            tried = True
+            try:
+                if self._fast_path(self.url, self.headers, keep_alive, self.conditional, None):
+                    return
+            except Exception:
+                self._request_failed()
+                return
+        req = Request(
+            method,
+            self.url,
+            self.headers,
+            keep_alive,
+            1 if parser.get_http_version() == "1.1" else 0,
+            self.began,
+            self.conditional,
         )
-        if len(self.queue) >= self.limits.max_pipelined_requests:
+        req.try_fast = not tried
+        queue.append(req)
+        if len(queue) >= self.limits.max_pipelined_requests:
             self._pause_reading()
 
     # -- requests -----------------------------------------------------------------------
@@ -298,21 +343,18 @@ class EdgeProtocol(asyncio.Protocol):
                 self.resp_req = item
                 self.resp_keep_alive = item.keep_alive and not self.draining
                 try:
-                    if self._fast_path(item):
+                    if (
+                        item.try_fast
+                        and item.method == b"GET"
+                        and self._fast_path(
+                            item.target, item.headers, item.keep_alive, item.conditional, item
+                        )
+                    ):
                         continue  # sent, or queued and pumping: it took care of itself
                     self._handle(item)
                 except Exception:
-                    # A bug or an index failure costs this request, never the worker.
-                    self.worker.internal_error()
-                    self.out.clear()
-                    if self.resp_file is not None:
-                        self.resp_file.release()
-                        self.resp_file = None
-                    if self.resp_sent or self.closed:
-                        self._abort()  # part of a response is out: a 500 would corrupt it
+                    if not self._request_failed():
                         return
-                    self.resp_keep_alive = False
-                    self._reply(500, "internal error")
             self._pump()
         if self.closed:
             return
@@ -323,14 +365,42 @@ class EdgeProtocol(asyncio.Protocol):
                 self.reading_paused = False
                 self.transport.resume_reading()
 
-    def _fast_path(self, req: Request) -> bool:
+    def _request_failed(self) -> bool:
+        """A bug or an index failure costs this request, never the worker: a 500 when nothing
+        of the response is out yet (True), else the connection is cut (False)."""
+        self.worker.internal_error()
+        self.out.clear()
+        self.resp_cid = None
+        if self.resp_file is not None:
+            self.resp_file.release()
+            self.resp_file = None
+        if self.resp_sent or self.closed:
+            self._abort()  # part of a response is out: a 500 would corrupt it
+            return False
+        self.resp_keep_alive = False
+        self._reply(500, "internal error")
+        if self.resp_req is None:  # raised on the direct path: no _next loop will pump it
+            self._pump()
+        return True
+
+    def _fast_path(
+        self,
+        target: bytes,
+        headers: dict[bytes, bytes],
+        keep_alive: bool,
+        has_conditional: bool,
+        req: Request | None,
+    ) -> bool:
         """The request nearly every player makes — GET /c/{id}, a token already verified, no
         precondition, no Range or one `bytes=first-[last]` inside the file, descriptor cached —
         answered with no general machinery. False sends the request down the general path
-        (`_handle`), which is the reference: property tests cover both with one oracle."""
-        if req.method != b"GET" or req.conditional:
+        (`_handle`), which is the reference: property tests cover both with one oracle.
+
+        *req* is None when called from the parser callback (the request's fields are still
+        in `self`); a Request is made only if the response cannot be finished at once."""
+        if has_conditional:
             return False
-        path, _, query = req.target.partition(b"?")
+        path, _, query = target.partition(b"?")
         if path[:3] != b"/c/":
             return False
         cid = path[3:]
@@ -348,8 +418,15 @@ class EdgeProtocol(asyncio.Protocol):
         if entry is None:
             return False
         size = entry.size
-        conn = b"" if self.resp_keep_alive and req.minor else self._connection_header()
-        rng = req.headers.get(b"range")
+        keep_alive = keep_alive and not self.draining
+        if keep_alive and (self.saw_connection if req is None else not req.minor):
+            # HTTP/1.0 persistence must be said (RFC 9112 §9.3); the version is only asked
+            # for when a Connection header makes it matter (1.0 keep-alive needs one).
+            minor = req.minor if req is not None else self.parser.get_http_version() == "1.1"
+            conn = b"" if minor else KEEP_ALIVE
+        else:
+            conn = b"" if keep_alive else CLOSE
+        rng = headers.get(b"range")
         if rng is None:
             head = b"%s%s%sContent-Length: %d\r\n%s\r\n" % (
                 STATUS_LINE[200],
@@ -387,22 +464,52 @@ class EdgeProtocol(asyncio.Protocol):
         # with no output queue. Anything else (EAGAIN, a partial send, an error, no sendfile)
         # hands the rest to the general pump, which knows how to wait, fall back and fail.
         sent = 0
+        hlen = len(head)
         if worker.use_sendfile:
             try:
                 sent = self.sock.send(  # type: ignore[union-attr]
-                    head, _header_flags(count, worker.coalesce_max)
+                    head, MSG_MORE if 0 < count <= worker.coalesce_max else 0
                 )
-                if sent == len(head) and count:
+                if sent == hlen and count:
                     sent += os.sendfile(self.sockfd, entry.fd, offset, count)
             except OSError:
                 pass
+        if sent == hlen + count:
+            # Done at once, the common case: account for it here (what _response_done does).
+            entry.release()
+            now = time.monotonic()
+            stats = worker.stats
+            counts = stats.requests
+            counts[status] = counts.get(status, 0) + 1
+            stats.bytes_sent += sent
+            seconds = now - (self.began if req is None else req.received)
+            # WorkerStats.observe, inlined: this runs once per request.
+            stats.latency_buckets[
+                0 if seconds <= LATENCY_BUCKETS[0] else bisect_left(LATENCY_BUCKETS, seconds)
+            ] += 1
+            stats.latency_sum += seconds
+            stats.latency_count += 1
+            served = worker.served
+            served[cid] = served.get(cid, 0) + count
+            if worker.access_log is not None:
+                if req is None:
+                    req = self._request_now(keep_alive)
+                self._log(req, status, count)
+            self.since = now
+            self.state = IDLE
+            if not keep_alive:
+                self.resp_keep_alive = False
+                self._close()
+            return True
+        if req is None:
+            req = self._request_now(keep_alive)
+        self.resp_req = req
+        self.resp_keep_alive = keep_alive
         self.resp_file = entry
         self.resp_status = status
         self.resp_sent = sent
-        self.resp_head_len = len(head)
-        if sent == len(head) + count:
-            self._response_done()
-            return True
+        self.resp_head_len = hlen
+        self.resp_cid = cid
         out = self.out
         if sent < len(head):
             out.append(head[sent:])
@@ -413,6 +520,19 @@ class EdgeProtocol(asyncio.Protocol):
             out.append([offset + done, count - done])
         self._pump()
         return True
+
+    def _request_now(self, keep_alive: bool) -> Request:
+        """The Request of the message the parser just completed (for logging, or to finish
+        later): its fields are still in `self`."""
+        return Request(
+            b"GET",
+            self.url,
+            self.headers,
+            keep_alive,
+            1 if self.parser.get_http_version() == "1.1" else 0,
+            self.began,
+            self.conditional,
+        )
 
     def _handle(self, req: Request) -> None:
         path, _, query = req.target.partition(b"?")
@@ -463,6 +583,7 @@ class EdgeProtocol(asyncio.Protocol):
             self._reply(exc.status, f"content unavailable ({exc.kind})")
             return
         self.resp_file = entry
+        self.resp_cid = cid
         self._file_response(req, entry, path_range)
 
     def _verify_token(self, cid: bytes, query: bytes) -> bool:
@@ -763,10 +884,17 @@ class EdgeProtocol(asyncio.Protocol):
                 self._log(req, status, self.resp_sent - self.resp_head_len)
         else:
             worker.stats.observe(status, self.resp_sent, 0.0)
+        cid = self.resp_cid
+        if cid is not None:
+            if status in (200, 206):
+                served = worker.served
+                served[cid] = served.get(cid, 0) + self.resp_sent - self.resp_head_len
+            self.resp_cid = None
         if self.resp_file is not None:
             self.resp_file.release()
             self.resp_file = None
         self.resp_req = None
+        self.resp_sent = 0
         self.since = now
         self.state = IDLE
         if not self.resp_keep_alive:

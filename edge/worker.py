@@ -67,6 +67,8 @@ class Worker:
         # Verified tokens: (content id, query, client) → expiry; cleared when keys change.
         self.tokens_seen: dict[tuple[bytes, bytes, str], int] = {}
         self.stats = WorkerStats()
+        # Body bytes served per content id since the last spool (the fleet's own popularity).
+        self.served: dict[bytes, int] = {}
         previous = read_json(worker_file(config.runtime_dir, slot))
         if previous is not None:
             self.stats.resume_from(previous)
