@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from edge.httpdate import format_http_date
 from edge.index import decode
+from edge.responses import STATUS_LINE
 from edgefleet.models import ContentRecord
 
 _GEN_AT_16 = struct.Struct("<Q")  # a record's generation sits at byte 16 (see edge.index)
@@ -37,10 +38,13 @@ class OpenFile:
     """One open descriptor and what a response needs to know about its file."""
 
     __slots__ = (
+        "date",
         "etag",
         "fd",
         "fixed",
         "generation",
+        "head200",
+        "head206",
         "header_block",
         "last_modified",
         "record",
@@ -64,6 +68,16 @@ class OpenFile:
         self.fixed = b"Server: edgefleet\r\n" + self.header_block  # what every 200/206 carries
         self.size = record.size
         self.refs = 1  # the cache's own reference
+        # Status line + Date + `fixed`, rebuilt when the worker's Date line changes (1/s).
+        self.date = b""
+        self.head200 = b""
+        self.head206 = b""
+
+    def set_date(self, date_line: bytes) -> None:
+        """Rebuild the 200/206 header prefixes for the worker's current Date line."""
+        self.date = date_line
+        self.head200 = STATUS_LINE[200] + date_line + self.fixed
+        self.head206 = STATUS_LINE[206] + date_line + self.fixed
 
     def release(self) -> None:
         """Drop one reference; the last one closes the descriptor."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import os
 import re
 import socket
@@ -144,6 +145,12 @@ class EdgeProtocol(asyncio.Protocol):
         self.header_bytes = 0
         self.conditional = False
         self.saw_connection = False  # a Connection header: the HTTP version decides
+        # The last URL the fast path accepted on this connection, its content id, its token's
+        # expiry, and the worker's tokens_seen it was found in.
+        self.last_target = b""
+        self.last_cid = b""
+        self.last_expiry = 0.0
+        self.last_seen: dict[tuple[bytes, bytes, str], int] | None = None
         self.began = 0.0  # monotonic time the current request began
         self.reject_status = 0
         self.in_head = False
@@ -400,17 +407,30 @@ class EdgeProtocol(asyncio.Protocol):
         in `self`); a Request is made only if the response cannot be finished at once."""
         if has_conditional:
             return False
-        path, _, query = target.partition(b"?")
-        if path[:3] != b"/c/":
-            return False
-        cid = path[3:]
-        if CONTENT_ID_B.fullmatch(cid) is None:  # also refuses "/": the path form
-            return False
         worker = self.worker
-        if worker.keyring is not None:
-            expiry = worker.tokens_seen.get((cid, query, self.peer))
-            if expiry is None or expiry < time.time():
+        if target == self.last_target and self.last_seen is worker.tokens_seen:
+            # A player asks for many ranges of one URL on one connection: its id and token
+            # were checked for the previous request (a key reload replaces tokens_seen).
+            cid = self.last_cid
+            if self.last_expiry < time.time():
                 return False
+        else:
+            path, _, query = target.partition(b"?")
+            if path[:3] != b"/c/":
+                return False
+            cid = path[3:]
+            if CONTENT_ID_B.fullmatch(cid) is None:  # also refuses "/": the path form
+                return False
+            expiry: float = math.inf
+            if worker.keyring is not None:
+                seen = worker.tokens_seen.get((cid, query, self.peer))
+                if seen is None or seen < time.time():
+                    return False
+                expiry = seen
+            self.last_target = target
+            self.last_cid = cid
+            self.last_expiry = expiry
+            self.last_seen = worker.tokens_seen
         raw = worker.view.get_raw(cid)
         if raw is None:
             return False
@@ -426,15 +446,12 @@ class EdgeProtocol(asyncio.Protocol):
             conn = b"" if minor else KEEP_ALIVE
         else:
             conn = b"" if keep_alive else CLOSE
+        date = worker.date_line
+        if entry.date is not date:
+            entry.set_date(date)
         rng = headers.get(b"range")
         if rng is None:
-            head = b"%s%s%sContent-Length: %d\r\n%s\r\n" % (
-                STATUS_LINE[200],
-                worker.date_line,
-                entry.fixed,
-                size,
-                conn,
-            )
+            head = b"%sContent-Length: %d\r\n%s\r\n" % (entry.head200, size, conn)
             status, offset, count = 200, 0, size
         else:
             single = SINGLE_RANGE.fullmatch(rng)
@@ -449,10 +466,8 @@ class EdgeProtocol(asyncio.Protocol):
             if last >= size:
                 last = size - 1
             count = last - first + 1
-            head = b"%s%s%sContent-Range: bytes %d-%d/%d\r\nContent-Length: %d\r\n%s\r\n" % (
-                STATUS_LINE[206],
-                worker.date_line,
-                entry.fixed,
+            head = b"%sContent-Range: bytes %d-%d/%d\r\nContent-Length: %d\r\n%s\r\n" % (
+                entry.head206,
                 first,
                 last,
                 size,
@@ -603,7 +618,7 @@ class EdgeProtocol(asyncio.Protocol):
             return False
         seen = worker.tokens_seen
         if len(seen) >= TOKENS_SEEN_MAX:
-            seen.clear()
+            worker.tokens_seen = seen = {}  # a new object: connections' last_seen goes stale
         seen[(cid, query, self.peer)] = int(params["e"])
         return True
 

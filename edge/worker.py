@@ -26,6 +26,7 @@ from edge.metrics import (
     worker_file,
     write_json_atomic,
 )
+from edge.popularity import spool_dir, write_spool
 from edge.server import EdgeProtocol
 from edgefleet.models import ContentRecord
 from edgefleet.tokens import Keyring, KeyringError
@@ -67,7 +68,11 @@ class Worker:
         # Verified tokens: (content id, query, client) → expiry; cleared when keys change.
         self.tokens_seen: dict[tuple[bytes, bytes, str], int] = {}
         self.stats = WorkerStats()
-        # Body bytes served per content id since the last spool (the fleet's own popularity).
+        # Where flush_served spools `served` (below) once a second for the reporter.
+        self._served_dir = spool_dir(config.runtime_dir)
+        self._served_seq = 0
+        # Body bytes served per content id since the last spool (the fleet's own popularity):
+        # the server adds to it when a content response completes (edge.popularity).
         self.served: dict[bytes, int] = {}
         previous = read_json(worker_file(config.runtime_dir, slot))
         if previous is not None:
@@ -98,6 +103,7 @@ class Worker:
             conn.expire(now)
         self.check_disks()
         self.flush_stats()
+        self.flush_served()
         if self.access_log is not None:
             self.access_log.flush_soon(self.loop)
         if self.draining and not self.connections:
@@ -136,6 +142,18 @@ class Worker:
             write_json_atomic(worker_file(self.config.runtime_dir, self.slot), self.stats.to_json())
         except OSError as exc:
             log.warning("worker %d: cannot write metrics: %s", self.slot, exc)
+
+    def flush_served(self) -> None:
+        """Spool the bytes-served counts for the reporter, and start counting afresh."""
+        if not self.served:
+            return
+        self._served_seq += 1
+        try:
+            write_spool(self._served_dir, self.slot, os.getpid(), self._served_seq, self.served)
+        except OSError as exc:  # keep counting; the next tick tries again
+            log.warning("worker %d: cannot spool served counts: %s", self.slot, exc)
+            return
+        self.served = {}
 
     # -- hooks for the protocol ---------------------------------------------------------
 
@@ -188,7 +206,7 @@ class Worker:
         if self.config.tokens.required:
             try:
                 self.keyring = Keyring.load(self.config.tokens.keyring)
-                self.tokens_seen.clear()
+                self.tokens_seen = {}  # a new object: connections' caches go stale
                 log.info("worker %d: keyring reloaded", self.slot)
             except KeyringError as exc:
                 log.error(
@@ -211,6 +229,7 @@ class Worker:
             self._timer.cancel()
         self.stats.connections_open = 0
         self.flush_stats()
+        self.flush_served()
         if self.access_log is not None:
             self.access_log.close()
         self.fdcache.clear()

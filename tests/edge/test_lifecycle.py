@@ -228,6 +228,28 @@ def test_sighup_reloads_a_rotated_keyring(edge_factory: Callable[..., EdgeProces
     assert len(edge.workers()) == 2
 
 
+def test_a_removed_key_stops_a_url_on_a_connection_that_already_used_it(
+    edge_factory: Callable[..., EdgeProcess],
+) -> None:
+    """The fast path remembers the last URL a connection had accepted; a reload that drops
+    its key must still refuse that URL on the very same connection."""
+    edge = edge_factory({"small.bin": SMALL}, workers=1)
+    old_url = edge.url("small.bin")
+    with edge.connect() as sock:
+        reader = ResponseReader(sock)
+        for _ in range(3):  # the first verifies the token, the next ones take the fast path
+            sock.sendall(f"GET {old_url} HTTP/1.1\r\nHost: e\r\nRange: bytes=0-9\r\n\r\n".encode())
+            status, _, body = reader.next()
+            assert (status, body) == (206, SMALL[:10])
+        new = Keyring(keys={"k2": bytes.fromhex(new_key())}, current="k2")
+        _write_atomic(edge.keyring_path, new.dumps())
+        edge.signal(signal.SIGHUP)
+        wait_until(lambda: "keyring reloaded" in edge.stderr(), 10, "the worker to reload")
+        sock.sendall(f"GET {old_url} HTTP/1.1\r\nHost: e\r\nRange: bytes=0-9\r\n\r\n".encode())
+        status, _, body = reader.next()
+        assert (status, body) == (403, b"unknown signing key\n")
+
+
 # -- systemd ------------------------------------------------------------------------------
 
 
