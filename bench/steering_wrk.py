@@ -35,7 +35,9 @@ HOST: Final = "127.0.0.1"
 WRK_RE: Final = re.compile(r"^WRK_RESULT (\{.*\})$", re.MULTILINE)
 READY_RE: Final = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
 READY_TIMEOUT_S: Final = 180.0
-POST_STATUS_RE: Final = re.compile(r'steering_responses_total\{route="post",status="(\d+)"\} (\S+)')
+POST_STATUS_RE: Final = re.compile(
+    r'edgefleet_steering_responses_total\{route="post",status="(\d+)"\} (\S+)'
+)
 
 
 class FakeControl:

@@ -33,12 +33,12 @@ class _SnapshotCollector(Collector):
         index = puller.index if puller is not None else None
         age = puller.age_s() if puller is not None else None
         yield GaugeMetricFamily(
-            "steering_snapshot_age_seconds",
+            "edgefleet_steering_snapshot_age_seconds",
             "Seconds since control last confirmed the snapshot (NaN: no snapshot yet)",
             value=math.nan if age is None else age,
         )
         yield GaugeMetricFamily(
-            "steering_snapshot_version",
+            "edgefleet_steering_snapshot_version",
             "Version of the snapshot in use (-1: none yet)",
             value=-1 if index is None else index.version,
         )
@@ -48,10 +48,10 @@ class _SnapshotCollector(Collector):
             ("contents", "Content ids", None if index is None else len(index.contents)),
         ):
             yield GaugeMetricFamily(
-                f"steering_snapshot_{name}", f"{text} in the snapshot", value=count or 0
+                f"edgefleet_steering_snapshot_{name}", f"{text} in the snapshot", value=count or 0
             )
         yield CounterMetricFamily(
-            "steering_snapshot_failures",
+            "edgefleet_steering_snapshot_failures",
             "Polls of control that failed (unreachable, bad status, invalid snapshot)",
             value=0 if puller is None else puller.failures,
         )
@@ -63,19 +63,19 @@ class SteeringMetrics:
     def __init__(self, puller: Callable[[], SnapshotPuller | None]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._answers = Counter(
-            "steering_answers",
+            "edgefleet_steering_answers",
             "Content ids answered, by class and client site",
             ["class", "site"],
             registry=self.registry,
         )
         self._responses = Counter(
-            "steering_responses",
+            "edgefleet_steering_responses",
             "Steering API responses by route and status",
             ["route", "status"],
             registry=self.registry,
         )
         self._latency = Histogram(
-            "steering_request_seconds",
+            "edgefleet_steering_request_seconds",
             "Time to answer a steering request",
             ["route"],
             buckets=LATENCY_BUCKETS,

@@ -208,7 +208,7 @@ def test_keeps_answering_when_control_dies(tmp_path: Path) -> None:
         status, health = await s.get("/healthz")
         assert status == 200 and health["snapshot_age_s"] >= 0.05
         _, metrics = await s.get("/metrics")
-        failures = re.search(r"^steering_snapshot_failures_total (\S+)$", metrics, re.M)
+        failures = re.search(r"^edgefleet_steering_snapshot_failures_total (\S+)$", metrics, re.M)
         assert failures is not None and float(failures.group(1)) >= 1
 
     run(tmp_path, test)
@@ -231,9 +231,9 @@ def test_metrics_openapi_and_snapshot_updates(tmp_path: Path) -> None:
         await s.post({"client_ip": "198.51.100.7", "content_ids": ["both.mp4", "ams.mp4"]})
         status, text = await s.get("/metrics")
         assert status == 200
-        assert 'steering_answers_total{class="local",site="ams1"} 2.0' in text
-        assert "steering_snapshot_version 3.0" in text
-        assert "steering_request_seconds_bucket" in text
+        assert 'edgefleet_steering_answers_total{class="local",site="ams1"} 2.0' in text
+        assert "edgefleet_steering_snapshot_version 3.0" in text
+        assert "edgefleet_steering_request_seconds_bucket" in text
         status, spec = await s.get("/openapi.json")
         assert status == 200 and spec["openapi"].startswith("3.")
         assert {"/v1/steer", "/v1/steer/{content_id}"} <= set(spec["paths"])
