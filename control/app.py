@@ -2,7 +2,9 @@
 
 A thin shell: handlers authenticate, parse JSON, hand the decision to `control.registry`
 (pure) and write durable changes through `control.store` in one store thread. A background
-task marks silent appliances down; SIGHUP (wired by `control.cli`) reloads the topology.
+task marks silent appliances down; another writes the popularity counts heartbeats carry
+(`control.popularity`) to the store every `popularity_flush_s`; SIGHUP (wired by
+`control.cli`) reloads the topology.
 
 Errors are JSON, one line: `{"error": "...", "field": "..."}`. Bad input is 400 (not JSON),
 422 (a field is wrong), 401/403 (token), 404 (unknown appliance) — never a 500.
@@ -12,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -31,10 +36,13 @@ from prometheus_client import (
 
 from control.auth import ADMIN, STEERING, AuthResult, RoleTokens, appliance_role
 from control.config import ControlConfig
+from control.popularity import PopularityBuffer, parse_day, utc_day
 from control.registry import Registry, UnknownAppliance
-from control.store import Store
+from control.store import StaleGeneration, Store
 from control.topology import Topology, TopologyError, load_topology
 from edgefleet.fleet import ApplianceState, FieldError, bearer, parse_heartbeat
+from edgefleet.manifests import FillManifest, manifest_to_doc, parse_publication
+from edgefleet.records import DailyRecord, write_popularity
 from edgefleet.tasks import spawn
 
 log = logging.getLogger("edgefleet.control")
@@ -109,10 +117,45 @@ class ControlMetrics:
         self.snapshot_version = Gauge(
             "edgefleet_control_snapshot_version", "Current fleet snapshot version", registry=r
         )
+        self.manifest_generation = Gauge(
+            "edgefleet_control_manifest_generation",
+            "Generation of the newest fill publication stored (0: none yet)",
+            registry=r,
+        )
+        self.manifests_published = Counter(
+            "edgefleet_control_manifests_published",
+            "Appliance manifests stored by fill publications",
+            registry=r,
+        )
+        self.manifests_served = Counter(
+            "edgefleet_control_manifests_served",
+            "Manifest requests answered, by result (200 sent, 304 not modified, 404 none)",
+            ["result"],
+            registry=r,
+        )
+        self.popularity_bytes = Counter(
+            "edgefleet_control_popularity_bytes",
+            "Body bytes served that heartbeats reported (the fleet's own popularity counts)",
+            registry=r,
+        )
+        self.popularity_pending = Gauge(
+            "edgefleet_control_popularity_pending_keys",
+            "(day, region, content id) counts held in memory, not yet written to the store",
+            registry=r,
+        )
+        self.popularity_flushes = Counter(
+            "edgefleet_control_popularity_flushes",
+            "Writes of the popularity counts to the store, by result",
+            ["result"],
+            registry=r,
+        )
         for state in ApplianceState:
             self.appliances.labels(state.value)
         for result in ("ok", "error"):
             self.reloads.labels(result)
+            self.popularity_flushes.labels(result)
+        for result in ("200", "304", "404"):
+            self.manifests_served.labels(result)
 
     def render(self, counts: dict[ApplianceState, int], version: int) -> bytes:
         """The exposition text, with the fleet gauges brought up to date."""
@@ -148,6 +191,14 @@ class Control:
         self.started = clock()
         self.metrics = ControlMetrics()
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="control-store")
+        # Counts from heartbeats, written to the store by flush_popularity.
+        self.popularity = PopularityBuffer()
+        # Per appliance: (generation, source names) of its newest manifest, or None for none;
+        # filled on first request and on each publication (only this process writes the store),
+        # so a conditional GET answers 304 without touching SQLite.
+        self.manifest_heads: dict[str, tuple[int, frozenset[str]] | None] = {}
+        newest = store.newest_generation()
+        self.metrics.manifest_generation.set(newest or 0)
 
     async def in_store_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking store (or file) call off the event loop."""
@@ -169,6 +220,36 @@ class Control:
     def close(self) -> None:
         """Stop the store thread (the owner closes the store itself)."""
         self._store_thread.shutdown(wait=True)
+
+    def count_served(self, name: str, served: dict[str, int]) -> None:
+        """Add a heartbeat's `served` counts under today's UTC date and the appliance's region."""
+        day = utc_day(self.wall_clock())
+        added = self.popularity.add(day, self.registry.region_of(name), served)
+        self.metrics.popularity_bytes.inc(added)
+        self.metrics.popularity_pending.set(len(self.popularity))
+
+    async def flush_popularity(self) -> bool:
+        """Write the buffered popularity counts to the store; on failure keep them for later."""
+        taken = self.popularity.take()
+        if not taken:
+            return True
+        try:
+            await self.in_store_thread(self.store.add_popularity, taken)
+        except Exception as exc:  # a full disk must not lose counts: retried next flush
+            self.popularity.put_back(taken)
+            self.metrics.popularity_flushes.labels("error").inc()
+            log.error("popularity counts NOT written (%d keys kept for retry): %s", len(taken), exc)
+            return False
+        finally:
+            self.metrics.popularity_pending.set(len(self.popularity))
+        self.metrics.popularity_flushes.labels("ok").inc()
+        return True
+
+    async def flush_popularity_forever(self) -> None:
+        """Write the popularity counts every `popularity_flush_s`."""
+        while True:
+            await asyncio.sleep(self.config.popularity_flush_s)
+            await self.flush_popularity()
 
     def authorize(self, request: web.Request, *roles: str) -> None:
         """Raise 401/403 unless the request carries the token of one of *roles*."""
@@ -284,6 +365,8 @@ async def heartbeat(request: web.Request) -> web.Response:
         log.warning("heartbeat from %s: unexpected parse failure: %r", name, exc)
         raise ApiError(422, f"invalid heartbeat: {exc}", "$") from None
     reply = ctl.registry.heartbeat(name, hb, ctl.clock())
+    if hb.served:
+        ctl.count_served(name, hb.served)
     ctl.metrics.heartbeats.labels(str(reply.resync).lower()).inc()
     return web.json_response(reply.to_json())
 
@@ -360,6 +443,208 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+# -- fill: manifests, the fleet view, popularity ---------------------------------------------
+
+# Rows per store read while streaming an export: bounded memory, few thread hops.
+POPULARITY_PAGE = 20_000
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    """The body, refused with 413 past *limit* bytes (this route's own limit, not the app's)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"body over {limit} bytes", "$")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 20):
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"body over {limit} bytes", "$")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_publication(raw: bytes, known: frozenset[str]) -> tuple[int, list[FillManifest]]:
+    """Decode and check a publication (run off the event loop: it may hold millions of files).
+
+    Every appliance it names, as a manifest's owner or as a source, must be in the topology:
+    a plan made against another fleet must not be half applied.
+    """
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON: {exc}", "$") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply", "$") from None
+    try:
+        generation, manifests = parse_publication(doc)
+    except FieldError as exc:
+        raise ApiError(422, str(exc), exc.field) from None
+    for i, m in enumerate(manifests):
+        if m.appliance not in known:
+            field = f"manifests[{i}].appliance"
+            raise ApiError(422, f"{field}: unknown appliance '{m.appliance}'", field)
+        for j, f in enumerate(m.files):
+            for k, source in enumerate(f.sources):
+                if source not in known:
+                    field = f"manifests[{i}].files[{j}].sources[{k}]"
+                    raise ApiError(422, f"{field}: unknown appliance '{source}'", field)
+    return generation, manifests
+
+
+async def put_manifests(request: web.Request) -> web.Response:
+    """PUT /v1/manifests (admin): store a fill publication, all of it or nothing."""
+    ctl = request.app[CONTROL]
+    ctl.authorize(request, ADMIN)
+    raw = await _read_limited(request, ctl.config.max_publication_bytes)
+    known = frozenset(ctl.registry.topology.appliance_names())
+    loop = asyncio.get_running_loop()
+    generation, manifests = await loop.run_in_executor(None, _check_publication, raw, known)
+    bodies = [(m.appliance, manifest_to_doc(m)) for m in manifests]
+    try:
+        stored = await ctl.in_store_thread(
+            lambda: ctl.store.put_publication(generation, bodies, keep=ctl.config.manifests_keep)
+        )
+    except StaleGeneration as exc:
+        raise ApiError(409, str(exc), "generation") from None
+    for m in manifests:
+        head = ctl.manifest_heads.get(m.appliance)
+        # Two publications may finish out of order here; the store took only the newer one.
+        if head is None or head[0] < generation:
+            ctl.manifest_heads[m.appliance] = (generation, frozenset(m.source_names()))
+    ctl.metrics.manifest_generation.set(generation)
+    ctl.metrics.manifests_published.inc(stored)
+    log.info("fill publication %d stored: %d manifests", generation, stored)
+    return web.json_response({"generation": generation, "appliances": stored})
+
+
+def _manifest_head(found: tuple[int, str] | None) -> tuple[int, frozenset[str]] | None:
+    if found is None:
+        return None
+    files = json.loads(found[1]).get("files", [])
+    return found[0], frozenset(s for f in files for s in f.get("sources", []))
+
+
+def _live_sources(
+    ctl: Control, generation: int, sources: frozenset[str]
+) -> tuple[dict[str, str], dict[str, str], str]:
+    """(source URLs, source states, ETag) of a manifest as control sees the fleet now.
+
+    The ETag covers the sources' live URLs and states too, not only the generation: an agent
+    holding an older view of where to fetch from gets the new one, not a 304.
+    """
+    urls, states = ctl.registry.sources(sources)
+    live = json.dumps([urls, states], sort_keys=True, separators=(",", ":")).encode()
+    return urls, states, f'"{generation}-{zlib.crc32(live):08x}"'
+
+
+async def get_manifest(request: web.Request) -> web.Response:
+    """GET /v1/appliances/{name}/manifest (the appliance itself, or admin)."""
+    ctl = request.app[CONTROL]
+    name = request.match_info["name"]
+    ctl.authorize(request, appliance_role(name), ADMIN)
+    if ctl.registry.topology.appliance(name) is None:
+        raise ApiError(404, f"unknown appliance '{name[:80]}'", "name")
+    if name not in ctl.manifest_heads:
+
+        def load() -> tuple[int, frozenset[str]] | None:
+            return _manifest_head(ctl.store.latest_manifest_text(name))
+
+        head = await ctl.in_store_thread(load)
+        ctl.manifest_heads.setdefault(name, head)
+    head = ctl.manifest_heads[name]
+    if head is None:
+        ctl.metrics.manifests_served.labels("404").inc()
+        raise ApiError(404, f"no fill manifest published for '{name}'", "name")
+    generation, sources = head
+    urls, states, etag = _live_sources(ctl, generation, sources)
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if _etag_matches(request.headers.get("If-None-Match", ""), etag):
+        ctl.metrics.manifests_served.labels("304").inc()
+        return web.Response(status=304, headers=headers)
+    found = await ctl.in_store_thread(ctl.store.latest_manifest_text, name)
+    if found is None:  # cannot happen: manifests are only ever replaced by newer ones
+        raise ApiError(404, f"no fill manifest published for '{name}'", "name")
+    if found[0] != generation:  # a publication landed while we read: serve that one
+        head = _manifest_head(found)
+        assert head is not None
+        generation, sources = head
+        urls, states, etag = _live_sources(ctl, generation, sources)
+        headers["ETag"] = etag
+    text = found[1]
+    # The stored text is the manifest object; splice the live fields in instead of decoding
+    # and re-encoding a document of perhaps a million files.
+    body = (
+        f'{text[:-1]},"source_urls":{json.dumps(urls, separators=(",", ":"))},'
+        f'"source_states":{json.dumps(states, separators=(",", ":"))}}}'
+    )
+    ctl.metrics.manifests_served.labels("200").inc()
+    return web.Response(text=body, content_type="application/json", headers=headers)
+
+
+async def fleet(request: web.Request) -> web.Response:
+    """GET /v1/fleet (admin): regions, sites, appliances and inventories for the planner."""
+    ctl = request.app[CONTROL]
+    ctl.authorize(request, ADMIN)
+    view = ctl.registry.fleet_view()  # a fresh copy: safe to encode in another thread
+    encoded = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: json.dumps(view, separators=(",", ":"))
+    )
+    return web.Response(text=encoded, content_type="application/json")
+
+
+def _popularity_text(rows: list[tuple[str, str, str, int]], fmt: str, header: bool) -> str:
+    buf = io.StringIO()
+    records = (DailyRecord(date.fromisoformat(day), region, cid, n) for day, region, cid, n in rows)
+    write_popularity(records, buf, fmt)
+    text = buf.getvalue()
+    if fmt == "csv" and not header:
+        # write_popularity starts every CSV with its header line; one is enough per export.
+        text = text.partition("\n")[2]
+    return text
+
+
+POPULARITY_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
+
+
+async def popularity(request: web.Request) -> web.StreamResponse:
+    """GET /v1/popularity?from=&to=&format= (admin): daily records, streamed page by page."""
+    ctl = request.app[CONTROL]
+    ctl.authorize(request, ADMIN)
+    days = []
+    for key in ("from", "to"):
+        try:
+            days.append(parse_day(request.query.get(key, ""), key))
+        except ValueError as exc:
+            raise ApiError(422, str(exc), key) from None
+    first_day, last_day = days
+    if first_day > last_day:
+        raise ApiError(422, "to: must not be before from", "to")
+    fmt = request.query.get("format", "csv")
+    if fmt not in POPULARITY_TYPES:
+        raise ApiError(422, "format: must be csv or jsonl", "format")
+    # What heartbeats reported up to now belongs in the export: write it first.
+    await ctl.flush_popularity()
+    response = web.StreamResponse(
+        headers={"Content-Type": f"{POPULARITY_TYPES[fmt]}; charset=utf-8"}
+    )
+    await response.prepare(request)
+    after: tuple[str, str, str] | None = None
+    header = True
+    while True:
+        rows = await ctl.in_store_thread(
+            ctl.store.popularity_page, first_day, last_day, after, POPULARITY_PAGE
+        )
+        text = _popularity_text(rows, fmt, header)
+        header = False
+        if text:
+            await response.write(text.encode())
+        if len(rows) < POPULARITY_PAGE:
+            break
+        after = rows[-1][:3]
+    await response.write_eof()
+    return response
+
+
 # -- application -----------------------------------------------------------------------------
 
 
@@ -391,11 +676,17 @@ async def _errors_and_counts(request: web.Request, handler: Handler) -> web.Stre
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     ctl = app[CONTROL]
-    task = spawn(ctl.tick_forever(), name="control-tick")
+    tasks = [
+        spawn(ctl.tick_forever(), name="control-tick"),
+        spawn(ctl.flush_popularity_forever(), name="control-popularity"),
+    ]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    # Counts acknowledged to appliances are written before the store closes.
+    await ctl.flush_popularity()
     ctl.close()
 
 
@@ -411,6 +702,10 @@ def make_app(control: Control) -> web.Application:
     app.router.add_post("/v1/appliances/{name}/drain", drain)
     app.router.add_get("/v1/snapshot", snapshot)
     app.router.add_get("/v1/appliances", appliances)
+    app.router.add_put("/v1/manifests", put_manifests)
+    app.router.add_get("/v1/appliances/{name}/manifest", get_manifest)
+    app.router.add_get("/v1/fleet", fleet)
+    app.router.add_get("/v1/popularity", popularity)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     return app

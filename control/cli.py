@@ -1,10 +1,12 @@
-"""`edgefleet control …`: serve, drain, check-config, secret, token."""
+"""`edgefleet control …`: serve, drain, check-config, secret, token, export-popularity."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import gzip
+import http.client
 import json
 import logging
 import os
@@ -15,15 +17,19 @@ import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 from control import config as control_config
 from control.config import ControlConfig
+from control.popularity import parse_day
 from control.store import Store, StoreError
 from control.topology import Topology, TopologyError, load_topology
 from edgefleet import logs
 from edgefleet.config import ConfigError
 from edgefleet.fleet import MIN_SECRET_BYTES, AuthError, load_secret, role_token
+from edgefleet.records import DailyRecord, RecordError, record_format, write_records_file
 
 # Keys that only a topology file has: `check-config` tells the two kinds of file apart by them.
 _TOPOLOGY_KEYS = frozenset({"fleet", "regions", "sites", "appliances"})
@@ -53,6 +59,20 @@ def _parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="print the bearer token of a role (for curl, configs)")
     token.add_argument("role", help='"admin", "steering" or "appliance:<name>"')
     token.add_argument("--config", "-c", required=True)
+
+    export = sub.add_parser(
+        "export-popularity",
+        help="write the fleet's daily popularity records (CSV or JSONL) for `fill plan`",
+        description="From a running control (--control, --secret-file) or, when control is "
+        "down, straight from its SQLite store (--store; safe while control runs: WAL).",
+    )
+    export.add_argument("--from", dest="first", required=True, help="first day, YYYY-MM-DD")
+    export.add_argument("--to", dest="last", required=True, help="last day, YYYY-MM-DD")
+    export.add_argument("--out", required=True, help="FILE.csv or FILE.jsonl (optionally .gz)")
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--control", help="control's base URL, e.g. http://127.0.0.1:7070")
+    source.add_argument("--store", help="control's SQLite file (reads it directly)")
+    export.add_argument("--secret-file", help="the fleet secret (with --control)")
     return p
 
 
@@ -65,6 +85,8 @@ def main(argv: list[str]) -> int:
             return _secret(Path(args.path))
         if args.command == "check-config":
             return _check(args.file)
+        if args.command == "export-popularity":
+            return _export_popularity(args)
         overrides = {}
         if args.command == "serve":
             for key, value in (("listen.port", args.port), ("listen.host", args.host)):
@@ -173,6 +195,93 @@ def _drain(conf: ControlConfig, appliance: str, drain: bool, url: str | None) ->
     state = "draining" if answer.get("drain") else "back in service"
     print(f"{answer.get('name', appliance)}: {state}")
     return 0
+
+
+def _export_popularity(args: argparse.Namespace) -> int:
+    """Write the popularity records of days --from..--to to --out, all or nothing."""
+    try:
+        first, last = parse_day(args.first, "--from"), parse_day(args.last, "--to")
+        fmt = record_format(args.out)
+    except (ValueError, RecordError) as exc:
+        print(f"edgefleet control export-popularity: {exc}", file=sys.stderr)
+        return 2
+    if first > last:
+        print("edgefleet control export-popularity: --to is before --from", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    # Written beside the target and renamed: a failed export never leaves a torn file that
+    # a planner would read as a (short) truth.
+    tmp = out.with_name(f".partial.{out.name}")  # same suffixes: same format
+    try:
+        if args.control:
+            if not args.secret_file:
+                print(
+                    "edgefleet control export-popularity: --control needs --secret-file",
+                    file=sys.stderr,
+                )
+                return 2
+            count = _export_from_control(
+                args.control, load_secret(args.secret_file), first, last, fmt, tmp
+            )
+        else:
+            count = _export_from_store(Path(args.store), first, last, tmp)
+        os.replace(tmp, out)
+    except (ExportError, RecordError, StoreError, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        print(f"edgefleet control export-popularity: {exc}", file=sys.stderr)
+        return 1
+    print(f"{out}: {count} popularity records, {first}..{last}")
+    return 0
+
+
+class ExportError(RuntimeError):
+    """Control refused or broke off the export."""
+
+
+def _export_from_control(
+    url: str, secret: bytes, first: str, last: str, fmt: str, tmp: Path
+) -> int:
+    query = urllib.parse.urlencode({"from": first, "to": last, "format": fmt})
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/v1/popularity?{query}",
+        headers={"Authorization": f"Bearer {role_token(secret, 'admin')}"},
+    )
+    count = 0
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            opener = gzip.open if tmp.name.lower().endswith(".gz") else open
+            with opener(tmp, "wb") as fh:
+                first_line = True
+                for line in response:  # streamed: constant memory for any export
+                    fh.write(line)
+                    if line.strip() and not (first_line and fmt == "csv"):
+                        count += 1
+                    first_line = False
+    except urllib.error.HTTPError as exc:
+        with exc:
+            detail = exc.read().decode(errors="replace").strip()
+        raise ExportError(f"control answered {exc.code}: {detail}") from None
+    except (urllib.error.URLError, http.client.HTTPException) as exc:
+        raise ExportError(f"cannot export from control at {url}: {exc}") from None
+    return count
+
+
+def _export_from_store(path: Path, first: str, last: str, tmp: Path) -> int:
+    if not path.exists():  # Store would create an empty database there
+        raise ExportError(f"{path}: no such store")
+
+    def records(store: Store) -> Iterator[DailyRecord]:
+        after = None
+        while True:
+            rows = store.popularity_page(first, last, after)
+            for day, region, cid, n in rows:
+                yield DailyRecord(date.fromisoformat(day), region, cid, n)
+            if not rows:
+                return
+            after = rows[-1][:3]
+
+    with Store(path) as store:
+        return write_records_file(tmp, "popularity", records(store))
 
 
 def _check(path: str) -> int:

@@ -37,6 +37,13 @@ class ControlConfig:
     max_request_bytes: int = 64 * 1024 * 1024
     # How often silent appliances are looked for (capped at a quarter heartbeat interval).
     tick_interval_s: float = 0.5
+    # A fill publication (every appliance's manifest) may be far larger than a heartbeat.
+    max_publication_bytes: int = 1024 * 1024 * 1024
+    # Manifest generations kept per appliance (the newest is served; older ones for operators).
+    manifests_keep: int = 3
+    # Popularity counts from heartbeats are written to the store this often (and at shutdown):
+    # a heartbeat never waits on disk; a crash (not a stop) loses at most this much counting.
+    popularity_flush_s: float = 5.0
     listen: ListenConfig = field(default_factory=ListenConfig)
 
     def validate(self) -> None:
@@ -53,6 +60,12 @@ class ControlConfig:
             raise ValueError("'max_request_bytes' must be at least 1024")
         if self.tick_interval_s <= 0:
             raise ValueError("'tick_interval_s' must be positive")
+        if self.max_publication_bytes < 1024:
+            raise ValueError("'max_publication_bytes' must be at least 1024")
+        if self.manifests_keep < 1:
+            raise ValueError("'manifests_keep' must be at least 1")
+        if not 0 < self.popularity_flush_s <= 3600:
+            raise ValueError("'popularity_flush_s' must be within (0, 3600]")
 
 
 def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> ControlConfig:

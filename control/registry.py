@@ -348,6 +348,67 @@ class Registry:
             )
         return out
 
+    # -- the fill's views ----------------------------------------------------------------
+
+    def region_of(self, name: str) -> str:
+        """The region of the site of appliance *name* (where its clients are)."""
+        site = self._topology.site(self._get(name).spec.site)
+        return site.region if site is not None else ""
+
+    def sources(self, names: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """(base URL, state) of each named appliance as control sees it now.
+
+        Names the topology no longer has are reported `down` with no URL: the agent skips them.
+        """
+        threshold = self._topology.fleet.saturation_threshold
+        urls: dict[str, str] = {}
+        states: dict[str, str] = {}
+        for name in sorted(set(names)):
+            rec = self._apps.get(name)
+            if rec is None:
+                states[name] = ApplianceState.DOWN.value
+                continue
+            if rec.base_url:
+                urls[name] = rec.base_url
+            states[name] = rec.state(threshold).value
+        return urls, states
+
+    def fleet_view(self) -> dict[str, Any]:
+        """What the fill planner needs (GET /v1/fleet, docs/fleet-api.md).
+
+        `capacity_bytes` is the topology's when set, else the total of the non-failed disks
+        the appliance last reported (0 before its first heartbeat); `free_bytes` always comes
+        from the heartbeats.
+        """
+        threshold = self._topology.fleet.saturation_threshold
+        appliances = []
+        inventories: dict[str, list[str]] = {}
+        for rec in self._apps.values():
+            disks = [d for d in rec.health.disks if not d.failed]
+            reported = sum(d.total_bytes for d in disks)
+            appliances.append(
+                {
+                    "name": rec.spec.name,
+                    "site": rec.spec.site,
+                    "state": rec.state(threshold).value,
+                    "base_url": rec.base_url,
+                    "weight": rec.spec.weight,
+                    "capacity_bytes": rec.spec.capacity_bytes or reported,
+                    "free_bytes": sum(d.free_bytes for d in disks),
+                }
+            )
+            if rec.inventory_known:
+                inventories[rec.spec.name] = sorted(rec.inventory)
+        return {
+            "regions": [r.name for r in self._topology.regions],
+            "sites": [
+                {"name": s.name, "region": s.region, "role": s.role, "costs": dict(s.costs)}
+                for s in self._topology.sites
+            ],
+            "appliances": appliances,
+            "inventories": inventories,
+        }
+
     # -- internals -----------------------------------------------------------------------
 
     def _get(self, name: str) -> _Appliance:

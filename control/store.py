@@ -1,10 +1,17 @@
-"""Control's durable state in one SQLite file (WAL): operators' drain flags and fill manifests.
+"""Control's durable state in one SQLite file (WAL): drains, fill manifests, popularity.
 
 Everything else control knows is soft and comes back from heartbeats within one interval
 after a restart. Calls block on disk: the web application runs them in its one store thread
 (`control.app`), never on the event loop; a lock makes the connection safe to share anyway.
 
 Schema changes go through `_MIGRATIONS`, indexed by SQLite's `user_version`.
+
+- drains: an operator's flag per appliance.
+- publications + manifests: each planner publication (one generation) lands in one
+  transaction, so an appliance never reads a manifest of a half-stored plan; old generations
+  are pruned, a few kept for operators to compare.
+- popularity: body bytes served per (UTC day, region, content id), added to as heartbeats
+  report them (the application batches them: one transaction every few seconds).
 """
 
 from __future__ import annotations
@@ -13,8 +20,12 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+# (day "YYYY-MM-DD", region, content id): the popularity table's key.
+PopularityKey = tuple[str, str, str]
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: drains and fill manifests
@@ -31,7 +42,33 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (appliance, generation)
     );
     """,
+    # 2: publications (a generation exists even when it holds no manifest) and popularity
+    """
+    CREATE TABLE publications (
+        generation INTEGER PRIMARY KEY,
+        appliances INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    INSERT INTO publications (generation, appliances, created_at)
+        SELECT generation, COUNT(*), MAX(created_at) FROM manifests GROUP BY generation;
+    CREATE TABLE popularity (
+        day        TEXT NOT NULL,
+        region     TEXT NOT NULL,
+        content_id TEXT NOT NULL,
+        bytes      INTEGER NOT NULL,
+        PRIMARY KEY (day, region, content_id)
+    ) WITHOUT ROWID;
+    """,
 )
+
+
+class StaleGeneration(ValueError):
+    """A publication's generation is not newer than the newest stored one."""
+
+    def __init__(self, generation: int, newest: int) -> None:
+        super().__init__(f"generation {generation} is not newer than the stored {newest}")
+        self.generation = generation
+        self.newest = newest
 
 
 class StoreError(RuntimeError):
@@ -129,13 +166,109 @@ class Store:
         body: dict[str, Any] = json.loads(row[1])
         return int(row[0]), body
 
+    def latest_manifest_text(self, appliance: str) -> tuple[int, str] | None:
+        """(generation, JSON text) of the newest manifest for *appliance*, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT generation, body FROM manifests WHERE appliance = ? "
+                "ORDER BY generation DESC LIMIT 1",
+                (appliance,),
+            ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
     def prune_manifests(self, appliance: str, keep: int) -> int:
         """Delete all but the newest *keep* manifests of *appliance*; returns how many went."""
         with self._lock:
-            cur = self._db.execute(
-                "DELETE FROM manifests WHERE appliance = ? AND generation NOT IN "
-                "(SELECT generation FROM manifests WHERE appliance = ? "
-                "ORDER BY generation DESC LIMIT ?)",
-                (appliance, appliance, keep),
-            )
+            return self._prune(appliance, keep)
+
+    def _prune(self, appliance: str, keep: int) -> int:
+        cur = self._db.execute(
+            "DELETE FROM manifests WHERE appliance = ? AND generation NOT IN "
+            "(SELECT generation FROM manifests WHERE appliance = ? "
+            "ORDER BY generation DESC LIMIT ?)",
+            (appliance, appliance, keep),
+        )
         return cur.rowcount
+
+    def newest_generation(self) -> int | None:
+        """The generation of the newest publication, or None before the first."""
+        with self._lock:
+            (newest,) = self._db.execute("SELECT MAX(generation) FROM publications").fetchone()
+        return None if newest is None else int(newest)
+
+    def put_publication(
+        self, generation: int, manifests: Iterable[tuple[str, dict[str, Any]]], *, keep: int = 3
+    ) -> int:
+        """Store a whole publication in one transaction; returns how many manifests it held.
+
+        Raises StaleGeneration unless *generation* is newer than every stored one (checked
+        inside the transaction: two planners racing cannot both win). Each named appliance
+        keeps its newest *keep* manifests; older ones are deleted in the same transaction.
+        """
+        rows = [
+            (name, generation, json.dumps(body, separators=(",", ":"))) for name, body in manifests
+        ]
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                (newest,) = self._db.execute("SELECT MAX(generation) FROM publications").fetchone()
+                if newest is not None and generation <= newest:
+                    raise StaleGeneration(generation, int(newest))
+                self._db.execute(
+                    "INSERT INTO publications (generation, appliances, created_at) "
+                    "VALUES (?, ?, ?)",
+                    (generation, len(rows), now),
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO manifests (appliance, generation, body, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(*row, now) for row in rows],
+                )
+                for name, _, _ in rows:
+                    self._prune(name, keep)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return len(rows)
+
+    # -- popularity ----------------------------------------------------------------------
+
+    def add_popularity(self, counts: Mapping[PopularityKey, int]) -> None:
+        """Add *counts* (bytes per day, region, content id) to the totals, in one transaction."""
+        if not counts:
+            return
+        rows = [(day, region, cid, n) for (day, region, cid), n in counts.items()]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO popularity (day, region, content_id, bytes) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (day, region, content_id) "
+                    "DO UPDATE SET bytes = bytes + excluded.bytes",
+                    rows,
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def popularity_page(
+        self, first_day: str, last_day: str, after: PopularityKey | None = None, limit: int = 10_000
+    ) -> list[tuple[str, str, str, int]]:
+        """Up to *limit* (day, region, content id, bytes) rows of days first..last (inclusive),
+        in key order, strictly after the key *after*.
+
+        Pages by key rather than holding a cursor open, so a long export neither pins a read
+        transaction nor blocks the store thread between pages.
+        """
+        query = (
+            "SELECT day, region, content_id, bytes FROM popularity "
+            "WHERE day >= ? AND day <= ? AND (day, region, content_id) > (?, ?, ?) "
+            "ORDER BY day, region, content_id LIMIT ?"
+        )
+        start = after if after is not None else ("", "", "")
+        with self._lock:
+            rows = self._db.execute(query, (first_day, last_day, *start, limit)).fetchall()
+        return [(str(d), str(r), str(c), int(b)) for d, r, c, b in rows]

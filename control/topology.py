@@ -6,8 +6,12 @@ Pure: `parse_topology` turns an already-read TOML mapping into a frozen `Topolog
 
     [fleet]        heartbeat_interval_s, down_after_missed, saturation_threshold
     [[regions]]    name
-    [[sites]]      name, region, lat, lon, prefixes = [CIDR, ...], [sites.costs] site = cost
-    [[appliances]] name, site, base_url, weight, nic_capacity_bps
+    [[sites]]      name, region, role = "edge" | "origin", lat, lon, prefixes = [CIDR, ...],
+                   [sites.costs] site = cost
+    [[appliances]] name, site, base_url, weight, nic_capacity_bps, capacity_bytes
+
+An origin site holds the whole catalog: the fill planner never places files there, and its
+appliances are every manifest's last source. It serves no clients, so it may list no prefixes.
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TOP_KEYS = frozenset({"fleet", "regions", "sites", "appliances"})
 _FLEET_KEYS = frozenset({"heartbeat_interval_s", "down_after_missed", "saturation_threshold"})
 _REGION_KEYS = frozenset({"name"})
-_SITE_KEYS = frozenset({"name", "region", "lat", "lon", "prefixes", "costs"})
-_APPLIANCE_KEYS = frozenset({"name", "site", "base_url", "weight", "nic_capacity_bps"})
+_SITE_KEYS = frozenset({"name", "region", "role", "lat", "lon", "prefixes", "costs"})
+_APPLIANCE_KEYS = frozenset(
+    {"name", "site", "base_url", "weight", "nic_capacity_bps", "capacity_bytes"}
+)
+SITE_ROLES = ("edge", "origin")
 
 
 class TopologyError(ValueError):
@@ -67,6 +74,7 @@ class Site:
     lon: float
     prefixes: tuple[str, ...] = ()
     costs: Mapping[str, float] = field(default_factory=dict)
+    role: str = "edge"  # or "origin": holds the whole catalog, never planned
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,8 @@ class ApplianceSpec:
     weight: float = 1.0
     # 0: use the capacity the appliance reports in its heartbeats.
     nic_capacity_bps: float = 0.0
+    # Bytes the fill may use; 0: the total of the non-failed disks it reports.
+    capacity_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,10 @@ class Topology:
     def appliance(self, name: str) -> ApplianceSpec | None:
         """The appliance called *name*, or None."""
         return self._by_name.get(name)
+
+    def site(self, name: str) -> Site | None:
+        """The site called *name*, or None."""
+        return next((s for s in self.sites if s.name == name), None)
 
     def appliance_names(self) -> tuple[str, ...]:
         """Appliance names in file order."""
@@ -146,6 +160,9 @@ def parse_topology(data: Mapping[str, Any]) -> Topology:
         region = _str(entry, "region", where)
         if region not in region_names:
             raise TopologyError(f"{where}: unknown region '{region}'")
+        role = entry.get("role", "edge")
+        if role not in SITE_ROLES:
+            raise TopologyError(f'{where}: role must be "edge" or "origin", not {role!r}')
         lat = _number(entry, "lat", where, lo=-90.0, hi=90.0)
         lon = _number(entry, "lon", where, lo=-180.0, hi=180.0)
         prefixes = []
@@ -175,6 +192,7 @@ def parse_topology(data: Mapping[str, Any]) -> Topology:
                 lon=lon,
                 prefixes=tuple(prefixes),
                 costs={k: float(v) for k, v in costs.items()},
+                role=role,
             )
         )
     _unique([s.name for s in sites], "sites")
@@ -200,6 +218,9 @@ def parse_topology(data: Mapping[str, Any]) -> Topology:
         if weight <= 0:
             raise TopologyError(f"{where}: weight must be > 0")
         capacity = _number(entry, "nic_capacity_bps", where, default=0.0, lo=0.0)
+        storage = entry.get("capacity_bytes", 0)
+        if isinstance(storage, bool) or not isinstance(storage, int) or storage < 0:
+            raise TopologyError(f"{where}: 'capacity_bytes' must be an integer >= 0")
         appliances.append(
             ApplianceSpec(
                 name=name,
@@ -207,6 +228,7 @@ def parse_topology(data: Mapping[str, Any]) -> Topology:
                 base_url=base_url.rstrip("/"),
                 weight=weight,
                 nic_capacity_bps=capacity,
+                capacity_bytes=storage,
             )
         )
     _unique([a.name for a in appliances], "appliances")

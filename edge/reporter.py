@@ -3,10 +3,12 @@
 Runs as its own process next to the workers (the supervisor restarts it if it dies). Every
 `heartbeat_interval_s` (control says how often) it posts what docs/fleet-api.md calls a
 heartbeat: health from psutil and the edge's own counters, the prefixes this appliance serves,
-and its inventory as a delta since the version control holds — read from the index's change
-log — or the whole list when control asks for a resync. When control is unreachable the edge
-keeps serving what it has; the reporter retries every interval and logs once a minute.
-On SIGTERM it sends a last heartbeat saying "draining", so steering stops sending new clients.
+its inventory as a delta since the version control holds — read from the index's change
+log — or the whole list when control asks for a resync, and the bytes served per content id
+that the workers spooled since the last acknowledged heartbeat (edge.popularity). When
+control is unreachable the edge keeps serving what it has; the reporter retries every interval
+and logs once a minute. On SIGTERM it sends a last heartbeat saying "draining", so steering
+stops sending new clients.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from edge.config import EdgeConfig
 from edge.disks import DiskError, open_disk
 from edge.index import ContentIndex
 from edge.metrics import read_worker_snapshots
+from edge.popularity import Spool, spool_dir
 from edgefleet import __version__
 from edgefleet.fleet import DiskHealth, Health, health_to_json, load_secret, role_token
 
@@ -146,6 +149,7 @@ class Reporter:
         self.index = ContentIndex(config.index, readonly=True)
         self.inventory = InventoryTracker(self.index)
         self.health = HealthSampler(config)
+        self.spool = Spool(spool_dir(config.runtime_dir))
         self.interval_s = 2.0
         self.registered = False
         self.stopping = asyncio.Event()
@@ -187,17 +191,24 @@ class Reporter:
                 self.inventory.held = held if held > 0 else None
                 self.registered = True
             inventory = self.inventory.next_update()
-            body = {
+            body: dict[str, Any] = {
                 "state": state,
                 "base_url": self.base_url,
                 "health": health_to_json(self.health.sample()),
                 "prefixes": list(self.config.control.prefixes),
                 "inventory": inventory,
             }
+            served = self.spool.collect()
+            if served:
+                body["served"] = served
             async with session.post(f"{self.base}/heartbeat", json=body) as resp:
                 if resp.status == 404:
                     self.registered = False
+                if resp.status == 422 and served:
+                    await self._refused(resp)
                 resp.raise_for_status()
+                # A 200: control has the counts, so only now may their spool files go.
+                self.spool.acknowledged()
                 answer = await resp.json()
             self.interval_s = float(answer.get("heartbeat_interval_s", self.interval_s))
             resync = bool(answer.get("resync", False))
@@ -207,12 +218,25 @@ class Reporter:
                 self._failures = 0
             return resync
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            self.spool.failed()  # the same counts go again next time
             self._failures += 1
             now = time.monotonic()
             if now - self._last_log >= LOG_EVERY_S:
                 self._last_log = now
                 log.warning("heartbeat to %s failed (%s); still serving", self.base, exc)
         return False
+
+    async def _refused(self, resp: aiohttp.ClientResponse) -> None:
+        """A 422 naming `served`: those counts would be refused forever; drop them, loudly."""
+        try:
+            field = str((await resp.json()).get("field", ""))
+        except (aiohttp.ClientError, ValueError):
+            return
+        if field.startswith("served"):
+            dropped = self.spool.acknowledged()
+            log.error(
+                "control refused the served counts (%s): %d spool file(s) dropped", field, dropped
+            )
 
 
 def run_reporter(config: EdgeConfig, port: int, ready_fd: int) -> int:

@@ -19,6 +19,12 @@ from edgefleet.models import is_content_id
 
 ROLE_PREFIX = "edgefleet-role\n"
 MIN_SECRET_BYTES = 32
+# A heartbeat's `served` map names at most this many content ids. An edge sends what its
+# clients fetched in one interval (or a backlog after an outage, merged by the reporter), so
+# this is far above any real count while bounding what one request can make control hold.
+MAX_SERVED_IDS = 200_000
+# Bytes per id per heartbeat: above a petabyte is a corrupt counter, not traffic.
+MAX_SERVED_BYTES = 1 << 50
 
 
 class AuthError(ValueError):
@@ -144,6 +150,24 @@ class Heartbeat:
     prefixes: tuple[str, ...] = ()
     inventory: InventoryUpdate | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Body bytes served per content id since the last acknowledged heartbeat.
+    served: dict[str, int] = field(default_factory=dict)
+
+
+def parse_served(value: Any) -> dict[str, int]:
+    """Check a heartbeat's `served` map: content id → body bytes (int, 0..MAX_SERVED_BYTES)."""
+    if not isinstance(value, dict):
+        raise FieldError("served", "must be an object mapping content ids to byte counts")
+    if len(value) > MAX_SERVED_IDS:
+        raise FieldError("served", f"names {len(value)} content ids, at most {MAX_SERVED_IDS}")
+    for cid, count in value.items():
+        if not is_content_id(cid):
+            raise FieldError("served", f"invalid content id {cid[:140]!r}")
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise FieldError(f"served.{cid}", "must be an integer number of bytes")
+        if not 0 <= count <= MAX_SERVED_BYTES:
+            raise FieldError(f"served.{cid}", f"must be within 0..{MAX_SERVED_BYTES}")
+    return value
 
 
 def parse_heartbeat(doc: Any) -> Heartbeat:
@@ -211,8 +235,10 @@ def parse_heartbeat(doc: Any) -> Heartbeat:
                 removed=tuple(_ids(inv.get("removed", []), "inventory.removed")),
                 epoch=epoch,
             )
-    extra = {k: v for k, v in doc.items() if k not in ("state", "health", "prefixes", "inventory")}
-    return Heartbeat(state, health, tuple(str(p) for p in prefixes), inventory, extra)
+    served = parse_served(doc["served"]) if "served" in doc else {}
+    known = ("state", "health", "prefixes", "inventory", "served")
+    extra = {k: v for k, v in doc.items() if k not in known}
+    return Heartbeat(state, health, tuple(str(p) for p in prefixes), inventory, extra, served)
 
 
 def health_to_json(health: Health) -> dict[str, Any]:

@@ -88,7 +88,7 @@ def test_serve_refuses_a_bad_topology(tmp_path: Path) -> None:
 
 def test_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", str(EXAMPLES / "topology.toml")]) == 0
-    assert "ok (topology: 2 regions, 3 sites, 4 appliances)" in capsys.readouterr().out
+    assert "ok (topology: 2 regions, 4 sites, 5 appliances)" in capsys.readouterr().out
     files = ControlFiles(tmp_path)
     assert main(["check-config", str(files.config_path)]) == 0
     assert "ok (control config" in capsys.readouterr().out
@@ -120,3 +120,19 @@ def test_dispatcher_lists_control(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert edgefleet(["--help"]) == 0
     assert "control" in capsys.readouterr().out
+
+
+def test_export_popularity_refuses_bad_arguments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["export-popularity", "--from", "2026-11-24", "--to", "2026-11-25"]
+    out = str(tmp_path / "p.csv")
+    assert main([*base, "--store", str(tmp_path / "none.sqlite3"), "--out", out]) == 1
+    assert "no such store" in capsys.readouterr().err
+    bad_day = ["export-popularity", "--from", "2026-11-31", "--to", "2026-12-01"]
+    assert main([*bad_day, "--store", "x", "--out", out]) == 2
+    assert "--from: must be a date" in capsys.readouterr().err
+    assert main([*base, "--store", "x", "--out", str(tmp_path / "p.txt")]) == 2
+    assert main([*base, "--control", "http://127.0.0.1:9", "--out", out]) == 2
+    assert "--secret-file" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()

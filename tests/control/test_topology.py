@@ -28,7 +28,7 @@ def fleet_data() -> dict[str, Any]:
 
 def test_example_file_loads() -> None:
     topo = load_topology(EXAMPLE)
-    assert topo.summary() == "2 regions, 3 sites, 4 appliances"
+    assert topo.summary() == "2 regions, 4 sites, 5 appliances"
     assert topo.fleet == FleetSettings(2.0, 3, 0.9)
     assert topo.appliance("ams1-a") == ApplianceSpec(
         "ams1-a", "ams1", "http://127.0.0.1:9001", 1.0, 10e9
@@ -135,3 +135,36 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
     wrong.write_text(topology_text().replace('region = "eu-west"', 'region = "eu-wst"', 1))
     with pytest.raises(TopologyError, match=r"wrong\.toml: sites\[0\] 'ams1': unknown region"):
         load_topology(wrong)
+
+
+def test_site_roles_and_storage_capacity() -> None:
+    data = fleet_data()
+    data["sites"].append({"name": "org", "region": "us-east", "role": "origin", "lat": 0, "lon": 0})
+    data["appliances"].append({"name": "org-1", "site": "org", "capacity_bytes": 10**13})
+    topo = parse_topology(data)
+    assert [s.role for s in topo.sites] == ["edge", "edge", "edge", "origin"]
+    assert topo.site("org") is not None and topo.site("org").prefixes == ()  # type: ignore[union-attr]
+    assert topo.site("nowhere") is None
+    assert topo.appliance("org-1").capacity_bytes == 10**13  # type: ignore[union-attr]
+    assert topo.appliance("ams1-a").capacity_bytes == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("sites", 1, "role", "cache"), 'sites[1] \'lon1\': role must be "edge" or "origin"'),
+        (("sites", 0, "role", 1), "sites[0] 'ams1': role must be"),
+        (("appliances", 2, "capacity_bytes", -1), "appliances[2] 'lon1-a': 'capacity_bytes'"),
+        (("appliances", 0, "capacity_bytes", 1.5), "appliances[0] 'ams1-a': 'capacity_bytes'"),
+        (("appliances", 0, "capacity_bytes", True), "appliances[0] 'ams1-a': 'capacity_bytes'"),
+    ],
+)
+def test_role_and_capacity_errors_name_the_entry(
+    change: tuple[str, int, str, Any], message: str
+) -> None:
+    data = fleet_data()
+    table, index, key, value = change
+    data[table][index][key] = value
+    with pytest.raises(TopologyError) as err:
+        parse_topology(data)
+    assert str(err.value).startswith(message), err.value
