@@ -502,6 +502,7 @@ class Registry:
                 "lon": s.lon,
                 "prefixes": sorted(set(s.prefixes) | learned.get(s.name, set()), key=_prefix_key),
                 "costs": dict(s.costs),
+                "role": s.role,
             }
             for s in self._topology.sites
         ]

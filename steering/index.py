@@ -55,6 +55,9 @@ class Site:
     lon: float
     prefixes: tuple[str, ...]
     costs: dict[str, float]
+    # "origin": the site's appliances hold the whole catalog for fills and are never given
+    # to players (an origin's uplink is the fleet's, not a client's).
+    role: str = "edge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +139,9 @@ def _parse_site(raw: Any, where: str) -> Site:
         cost = _number(costs, other, f"{where}costs.")
         if cost < 0:
             raise FieldError(f"{where}costs.{other}", "must be >= 0")
+    role = raw.get("role", "edge")
+    if role not in ("edge", "origin"):
+        raise FieldError(f"{where}role", "must be edge or origin")
     return Site(
         name=_string(raw, "name", where),
         region=_string(raw, "region", where, ""),
@@ -143,6 +149,7 @@ def _parse_site(raw: Any, where: str) -> Site:
         lon=lon,
         prefixes=tuple(prefixes),
         costs={k: float(v) for k, v in costs.items()},
+        role=role,
     )
 
 
@@ -314,7 +321,11 @@ def build_index(doc: Any, previous: FleetIndex | None = None) -> FleetIndex:
     else:
         contents = _contents(raw_contents, len(appliances))
 
-    up = tuple(a.state is ApplianceState.UP for a in appliances)
+    # Origin appliances serve fills only: for steering they are neither up nor a last resort.
+    client_facing = tuple(sites[a.site].role != "origin" for a in appliances)
+    up = tuple(
+        a.state is ApplianceState.UP and f for a, f in zip(appliances, client_facing, strict=True)
+    )
     members: list[list[int]] = [[] for _ in sites]
     for j, app in enumerate(appliances):
         if up[j]:
@@ -334,7 +345,10 @@ def build_index(doc: Any, previous: FleetIndex | None = None) -> FleetIndex:
         site_order=site_order,
         site_rank=site_rank,
         up=up,
-        saturated=tuple(a.state is ApplianceState.SATURATED for a in appliances),
+        saturated=tuple(
+            a.state is ApplianceState.SATURATED and f
+            for a, f in zip(appliances, client_facing, strict=True)
+        ),
         site_up=site_up,
         site_weight=tuple(sum(appliances[j].weight for j in m) for m in site_up),
         site_load=tuple(

@@ -56,6 +56,7 @@ def test_never_heard_from_is_down() -> None:
         "lon": 4.9,
         "prefixes": ["198.51.100.0/24", "2001:db8:1::/48"],
         "costs": {"lon1": 10.0},
+        "role": "edge",
     }
     assert snap["appliances"][1] == {
         "name": "ams1-b",

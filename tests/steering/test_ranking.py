@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgefleet.fleet import FieldError
 from steering.index import FleetIndex, build_index
 from steering.prefixes import parse_ip
 from steering.ranking import (
@@ -61,6 +62,27 @@ def test_health_miss_when_the_sites_holders_cannot_serve(state: str) -> None:
     assert (d.answer, names(index, d)) == (AnswerClass.HEALTH_MISS, ["lon1-a"])
     d = decide(index, "ams.mp4", "198.51.100.7")
     assert (d.answer, d.appliances) == (AnswerClass.UNAVAILABLE, ())
+
+
+@pytest.mark.parametrize("state", ["up", "saturated"])
+def test_origin_appliances_are_never_given_to_players(state: str) -> None:
+    doc = two_sites()
+    doc["sites"].append({**site("org1", [], 50.1, 8.7), "role": "origin"})
+    doc["appliances"].append(appliance("origin-1", "org1", state))
+    doc["contents"] = {"both.mp4": [0, 1, 2, 3], "origin-only.mp4": [3]}
+    index = build_index(doc)
+    d = decide(index, "both.mp4", "198.51.100.7")
+    assert "origin-1" not in names(index, d)
+    assert len(names(index, d)) == 3
+    d = decide(index, "origin-only.mp4", "198.51.100.7")
+    assert (d.answer, d.appliances) == (AnswerClass.UNAVAILABLE, ())
+
+
+def test_a_site_role_other_than_edge_or_origin_is_refused() -> None:
+    doc = two_sites()
+    doc["sites"][0]["role"] = "mid-tier"
+    with pytest.raises(FieldError, match=r"sites\[0\]\.role"):
+        build_index(doc)
 
 
 def test_saturated_appliances_are_a_last_resort() -> None:
