@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
@@ -27,12 +28,14 @@ from aiohttp import web
 
 from edgefleet.fleet import role_token
 from edgefleet.tasks import spawn
-from edgefleet.tokens import Keyring
+from edgefleet.tokens import Keyring, KeyringError
 from steering.api import Answerer, RequestError, SteerRequest, parse_body, parse_query
 from steering.config import SteeringConfig
 from steering.metrics import SteeringMetrics
 from steering.ranking import LoadTracker
 from steering.snapshot import SnapshotPuller
+
+log = logging.getLogger("steering.app")
 
 JSON = "application/json"
 NO_SNAPSHOT = RequestError(503, None, "no fleet snapshot from control yet")
@@ -154,6 +157,24 @@ async def _pull_snapshots(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
+
+
+def reload_keyring(app: web.Application) -> bool:
+    """SIGHUP: sign with the keyring file as it is now; keep the one in use if it is invalid
+    (a rotation adds the new key on every edge first, then makes it current here)."""
+    state = app[STATE]
+    try:
+        keyring = Keyring.load(state.conf.keyring)
+    except KeyringError as exc:
+        log.error(
+            "keyring NOT reloaded, still signing with key %r: %s",
+            state.answerer.keyring.current,
+            exc,
+        )
+        return False
+    state.answerer.keyring = keyring
+    log.info("keyring reloaded: signing with key %r", keyring.current)
+    return True
 
 
 def make_app(conf: SteeringConfig, keyring: Keyring, secret: bytes) -> web.Application:

@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
 async def _serve(conf: steering_config.SteeringConfig, keyring: Keyring, secret: bytes) -> int:
     from aiohttp import web
 
-    from steering.app import make_app
+    from steering.app import make_app, reload_keyring
 
     runner = web.AppRunner(make_app(conf, keyring, secret), access_log=None, handle_signals=False)
     await runner.setup()
@@ -81,6 +81,7 @@ async def _serve(conf: steering_config.SteeringConfig, keyring: Keyring, secret:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload_keyring, runner.app)
         await stop.wait()
         notify("STOPPING=1")
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -296,3 +297,65 @@ def test_cli_serve_and_check_config(tmp_path: Path) -> None:
         assert proc.wait(30) == 0
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_sighup_rotates_the_signing_key(tmp_path: Path) -> None:
+    """A rotation: the new key is made current in the keyring file, SIGHUP, and steering signs
+    with it; a broken keyring on the next SIGHUP keeps the key in use."""
+    keyring, secret, ring = write_files(tmp_path)
+
+    async def main() -> None:
+        control = await FakeControl(two_sites(version=3)).start()
+        config = tmp_path / "steering.toml"
+        config.write_text(
+            f'control_url = "{control.url}"\nsnapshot_interval_s = 0.05\n'
+            f'secret_file = "{secret.name}"\nkeyring = "{keyring.name}"\n'
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edgefleet.cli", "steering", "serve", "-c", str(config),
+            "--port", "0", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+            match = READY.search(line)
+            assert match is not None, line
+            url = f"http://127.0.0.1:{match.group(1)}/v1/steer"
+            body = {"client_ip": "198.51.100.7", "content_ids": ["both.mp4"]}
+
+            async def signing_key(http: aiohttp.ClientSession) -> str:
+                for _ in range(300):
+                    async with http.post(url, json=body) as resp:
+                        if resp.status == 200:
+                            doc = await resp.json()
+                            query = urlsplit(doc["results"][0]["urls"][0]["url"]).query
+                            return dict(parse_qsl(query))["k"]
+                    await asyncio.sleep(0.02)
+                raise AssertionError("steering never answered")
+
+            async def wait_key(http: aiohttp.ClientSession, key: str) -> None:
+                for _ in range(250):
+                    if await signing_key(http) == key:
+                        return
+                    await asyncio.sleep(0.02)
+                raise AssertionError(f"steering never signed with {key}")
+
+            async with aiohttp.ClientSession() as http:
+                assert await signing_key(http) == "k1"
+                rotated = Keyring(keys={**ring.keys, "k2": bytes.fromhex(new_key())}, current="k2")
+                keyring.write_text(rotated.dumps())
+                proc.send_signal(signal.SIGHUP)
+                await wait_key(http, "k2")
+                keyring.write_text("current = \n")
+                proc.send_signal(signal.SIGHUP)
+                seen = []  # the first reload's line comes first, then the refusal
+                while not any("keyring NOT reloaded" in x for x in seen):
+                    seen.append((await asyncio.wait_for(proc.stderr.readline(), 10)).decode())
+                assert "still signing with key 'k2'" in seen[-1]
+                assert await signing_key(http) == "k2"
+        finally:
+            proc.terminate()
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+            await control.stop()
+
+    asyncio.run(main())
