@@ -156,7 +156,9 @@ async def _run(conf: ControlConfig, topology: Topology, secret: bytes, store: St
         loop.add_signal_handler(
             signal.SIGHUP, lambda: spawn(control.reload(), name="control-reload")
         )
+        pinger = spawn(sdnotify.ping_watchdog(), name="control-watchdog")
         await stopping.wait()
+        pinger.cancel()
         sdnotify.notify("STOPPING=1")
     finally:
         await runner.cleanup()

@@ -37,3 +37,17 @@ def watchdog_interval_s() -> float | None:
     if pid and pid.isdigit() and int(pid) != os.getpid():
         return None
     return int(usec) / 2e6
+
+
+async def ping_watchdog() -> None:
+    """Send WATCHDOG=1 every half WatchdogSec for as long as the event loop runs; returns at
+    once when no watchdog is asked for. A loop that stops turning stops the pings, and systemd
+    restarts the service: the point of running this on the loop rather than in a thread."""
+    import asyncio
+
+    interval = watchdog_interval_s()
+    if interval is None:
+        return
+    while True:
+        notify("WATCHDOG=1")
+        await asyncio.sleep(interval)

@@ -10,7 +10,8 @@ import sys
 from edgefleet import logs
 from edgefleet.config import ConfigError
 from edgefleet.fleet import AuthError, load_secret
-from edgefleet.sdnotify import notify
+from edgefleet.sdnotify import notify, ping_watchdog
+from edgefleet.tasks import spawn
 from edgefleet.tokens import Keyring, KeyringError
 from steering import config as steering_config
 
@@ -82,7 +83,9 @@ async def _serve(conf: steering_config.SteeringConfig, keyring: Keyring, secret:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload_keyring, runner.app)
+        pinger = spawn(ping_watchdog(), name="steering-watchdog")
         await stop.wait()
+        pinger.cancel()
         notify("STOPPING=1")
     finally:
         await runner.cleanup()
