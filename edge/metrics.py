@@ -111,6 +111,11 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def fill_status_file(runtime_dir: str | Path) -> Path:
+    """Where the fill agent (`edgefleet fill run`) writes its status, once a second."""
+    return Path(runtime_dir) / "fill.json"
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """A snapshot file, or None when it is missing or unreadable."""
     try:
@@ -140,8 +145,10 @@ class EdgeCollector:
         index_stats: tuple[int, int] | None,
         disks: Iterable[tuple[str, str, int | None, int | None]],
         draining: bool,
+        fill: dict[str, Any] | None = None,
     ) -> None:
         self.snapshots = snapshots
+        self.fill = fill  # the fill agent's status file (see fill_status_file), if any
         self.supervisor = supervisor or {}
         self.index_stats = index_stats
         self.disks = list(disks)  # (disk id, root, free bytes or None if failed, total)
@@ -212,6 +219,42 @@ class EdgeCollector:
         yield free
         yield size
         yield up
+        yield from fill_metrics(self.fill)
+
+
+def fill_metrics(status: dict[str, Any] | None) -> Iterator[Metric]:
+    """The fill agent's gauges from its status file (none before the first run: a missing
+    series says "never filled", a zero would claim a finished fill)."""
+    if status is None:
+        return
+    p = "edgefleet_fill_"
+
+    def num(key: str) -> float:
+        value = status.get(key, 0)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    yield GaugeMetricFamily(p + "running", "1 while a fill run is in progress", num("running"))
+    yield GaugeMetricFamily(
+        p + "bytes_to_go", "Bytes the fill still has to fetch", num("bytes_to_go")
+    )
+    yield GaugeMetricFamily(
+        p + "bytes_done", "Bytes fetched by the current or last fill run", num("bytes_done")
+    )
+    yield GaugeMetricFamily(
+        p + "rate_bytes_per_second",
+        "Fill download rate over the last interval",
+        num("rate_bytes_per_second"),
+    )
+    errors = CounterMetricFamily(
+        p + "errors",
+        "Failed download attempts of the current or last run, by source",
+        labels=["source"],
+    )
+    raw = status.get("errors")
+    for source, n in sorted(raw.items() if isinstance(raw, dict) else []):
+        if isinstance(n, int | float):
+            errors.add_metric([str(source)], float(n))
+    yield errors
 
 
 def render(collector: EdgeCollector) -> bytes:

@@ -19,6 +19,7 @@ from edge.index import ContentIndex
 from edge.metrics import (
     EdgeCollector,
     WorkerStats,
+    fill_status_file,
     read_json,
     read_worker_snapshots,
     render,
@@ -179,6 +180,7 @@ class Worker:
             index_stats,
             self.disk_state,
             self.draining,
+            fill=read_json(fill_status_file(runtime)),
         )
         return render(collector)
 
