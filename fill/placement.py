@@ -16,33 +16,41 @@ The model (issue 5, "Placement per site"), step by step:
    Files with forecast 0 or not in the catalog are never placed.
 3. **Appliances.** Each copy goes to a distinct appliance with room (capacity - reserve - bytes
    already assigned ≥ size). Appliances that already hold the file come first, then the others by
-   weighted rendezvous hashing: score `-weight / ln(h)`, h = xxh64(content id, seeded by xxh64 of
-   the appliance name) mapped into (0, 1) — the same hash as steering/ranking.py, so fill and
-   steering agree on a file's preferred appliance. Planned from empty inventories, adding an
+   weighted rendezvous hashing (fill/rendezvous.py: score `-weight / ln(h)`, h from the file's
+   and the appliance's hashes) — the same scores as steering/ranking.py, so fill and steering
+   agree on a file's preferred appliance. Planned from empty inventories, adding an
    appliance moves about 1/N of placements; planned from the current inventories, a file stays
    where it is while it fits, and the new appliance takes newcomers.
 4. **Fill budget.** An appliance downloads at most `fill_budget_bytes` a night: its adds are
    taken in choice order (most valuable first) while they fit the remaining budget; the others
-   are deferred to the next night and are not in tonight's manifest. Deletes always apply, so a
-   deferred replacement leaves its space empty for a night; a later session may keep the old
-   file until then.
+   are deferred to the next night and are not in tonight's manifest. The budget is the
+   smaller of the site-wide `PlacementParams.fill_budget_bytes` and the appliance's own
+   `Appliance.fill_budget_bytes` (fill rate x window, set by the caller).
+5. **Held-back deletes.** A file the plan drops stays where it is while the adds that would
+   replace it are deferred: the appliance keeps its most valuable dropped files (by forecast
+   density, then content id) up to the deferred bytes, so space is never left empty for a
+   night. Holding at most the deferred bytes keeps the appliance within the full plan's bytes.
 
 The report compares the predicted offload (forecast mass placed / forecast mass of the region,
 in views) with the fractional-knapsack upper bound: the same values and copy-weighted sizes
 packed into the site's total usable bytes, the last file taken fractionally. Our plan is a
 feasible point of that relaxation, so it can never exceed the bound.
+
+Steps 1-3 exist twice: `plan_site_reference` below, the specification, one file at a time in
+plain Python; and fill/greedy.py, the same choices over numpy columns, which `plan_site` and the
+multi-site planner (fill/plan.py) use. Steps 4-5 and the report are fill/nightly.py, shared by
+both. A property test (tests/fill/test_placement.py) holds the two to identical plans.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import xxhash
+import numpy as np
 
-_H64 = xxhash.xxh64_intdigest
-_UNIT = 2.0**-52
+from fill.rendezvous import appliance_seed, content_hash, hrw_score
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +61,15 @@ class Appliance:
     capacity_bytes: int
     reserve_bytes: int = 0
     weight: float = 1.0
+    fill_budget_bytes: int | None = None  # a night's downloads (rate x window); None: unlimited
 
     def __post_init__(self) -> None:
         if self.capacity_bytes < 0 or self.reserve_bytes < 0:
             raise ValueError(f"{self.name}: capacity_bytes and reserve_bytes must be >= 0")
-        if not self.weight > 0:
+        if not self.weight > 0 or not math.isfinite(self.weight):
             raise ValueError(f"{self.name}: weight must be > 0")
+        if self.fill_budget_bytes is not None and self.fill_budget_bytes < 0:
+            raise ValueError(f"{self.name}: fill_budget_bytes must be >= 0")
 
     @property
     def usable_bytes(self) -> int:
@@ -74,7 +85,7 @@ class PlacementParams:
     max_copies: int | None = None  # None: the number of appliances
     popularity_per_copy: float = math.inf
     hysteresis: float = 1.1
-    fill_budget_bytes: int | None = None  # None: unlimited
+    fill_budget_bytes: int | None = None  # per appliance, every appliance; None: unlimited
 
     def __post_init__(self) -> None:
         if self.min_copies < 1:
@@ -83,7 +94,7 @@ class PlacementParams:
             raise ValueError("max_copies must be >= min_copies")
         if not self.popularity_per_copy > 0:
             raise ValueError("popularity_per_copy must be > 0")
-        if not self.hysteresis >= 1.0:
+        if not self.hysteresis >= 1.0 or not math.isfinite(self.hysteresis):
             raise ValueError("hysteresis must be >= 1")
         if self.fill_budget_bytes is not None and self.fill_budget_bytes < 0:
             raise ValueError("fill_budget_bytes must be >= 0")
@@ -100,6 +111,7 @@ class Manifest:
     add_bytes: int
     deferred: tuple[str, ...]  # wanted, but over tonight's budget; most valuable first
     deferred_bytes: int
+    held_back: tuple[str, ...] = ()  # dropped by the plan, kept while their replacement waits
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +123,15 @@ class SiteReport:
     usable_bytes: int
     predicted_offload: float
     offload_upper_bound: float
-    offload_tonight: float  # with deferred adds still missing
+    offload_tonight: float  # what the appliances hold after tonight's (budgeted) fill
     adds: int
     deletes: int
     add_bytes: int
     delete_bytes: int
     deferred: int
     deferred_bytes: int
+    held_back: int = 0
+    held_back_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +140,6 @@ class SitePlan:
 
     manifests: tuple[Manifest, ...]
     report: SiteReport
-
-
-def hrw_score(content: bytes, seed: int, weight: float) -> float:
-    """Weighted rendezvous score of an appliance (hash *seed*, *weight*) for *content*."""
-    # 52 bits + 0.5 keep h strictly inside (0, 1), so ln(h) < 0.
-    h = ((_H64(content, seed) >> 12) + 0.5) * _UNIT
-    return -weight / math.log(h)
 
 
 def copies_for(forecast: float, current: int, params: PlacementParams, appliances: int) -> int:
@@ -168,18 +175,43 @@ def _density(value: float, weight: int) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
-    """The unbudgeted plan: per appliance what it holds now and what it should hold."""
+class _Columns:
+    """A dict-shaped site input turned into catalog-aligned columns (ids sorted)."""
 
-    current: list[set[str]]
-    target: list[list[str]]  # per appliance, in choice order (most valuable first)
-    placed: frozenset[str]
-    files: int
-    stored_bytes: int
-    usable_bytes: int
+    ids: list[str]
+    sizes: np.ndarray
+    hashes: np.ndarray
+    forecast: np.ndarray
+    held: list[np.ndarray]  # per appliance, catalog indices held now
+    unknown: list[list[str]]  # per appliance, held ids the catalog does not know: deletes
     total_mass: float
-    offload: float
-    bound: float
+
+
+def _columns(
+    appliances: tuple[Appliance, ...],
+    sizes: Mapping[str, int],
+    forecast: Mapping[str, float],
+    inventories: Mapping[str, Collection[str]],
+) -> _Columns:
+    if len({a.name for a in appliances}) != len(appliances):
+        raise ValueError("appliance names must be unique")
+    ids = sorted(c for c, size in sizes.items() if size >= 0)
+    index = {c: i for i, c in enumerate(ids)}
+    held: list[np.ndarray] = []
+    unknown: list[list[str]] = []
+    for a in appliances:
+        contents = set(inventories.get(a.name, ()))
+        held.append(np.array(sorted(index[c] for c in contents if c in index), dtype=np.int64))
+        unknown.append(sorted(c for c in contents if c not in index))
+    return _Columns(
+        ids=ids,
+        sizes=np.array([sizes[c] for c in ids], dtype=np.int64),
+        hashes=np.array([content_hash(c) for c in ids], dtype=np.uint64),
+        forecast=np.array([float(forecast.get(c, 0.0)) for c in ids], dtype=np.float64),
+        held=held,
+        unknown=unknown,
+        total_mass=sum(f for f in forecast.values() if f > 0),
+    )
 
 
 def plan_site(
@@ -190,25 +222,33 @@ def plan_site(
     params: PlacementParams | None = None,
 ) -> SitePlan:
     """Plan one site: which files each appliance holds tomorrow (see the module docstring)."""
-    p = params or PlacementParams()
-    n = len(appliances)
-    if len({a.name for a in appliances}) != n:
-        raise ValueError("appliance names must be unique")
-    index = {a.name: j for j, a in enumerate(appliances)}
-    seeds = [_H64(a.name.encode()) for a in appliances]
-    weights = [a.weight for a in appliances]
-    usable = [a.usable_bytes for a in appliances]
+    from fill.greedy import choose
 
-    # Where each file is now (only appliances of this site count).
+    p = params or PlacementParams()
+    cols = _columns(appliances, sizes, forecast, inventories)
+    chosen = choose(appliances, cols.sizes, cols.hashes, cols.forecast, cols.held, p)
+    return _finish(appliances, cols, chosen, p)
+
+
+def plan_site_reference(
+    appliances: tuple[Appliance, ...],
+    sizes: Mapping[str, int],
+    forecast: Mapping[str, float],
+    inventories: Mapping[str, Collection[str]],
+    params: PlacementParams | None = None,
+) -> SitePlan:
+    """`plan_site`, steps 1-3 as the plain sequential specification (slow; for tests)."""
+    from fill.greedy import SiteTarget
+
+    p = params or PlacementParams()
+    cols = _columns(appliances, sizes, forecast, inventories)
+    n = len(appliances)
+    seeds = [appliance_seed(a.name) for a in appliances]
+    usable = [a.usable_bytes for a in appliances]
     held: dict[str, list[int]] = {}
-    current: list[set[str]] = [set() for _ in appliances]
-    for name, contents in inventories.items():
-        j = index.get(name)
-        if j is None:
-            continue
-        current[j] = set(contents)
-        for content_id in current[j]:
-            held.setdefault(content_id, []).append(j)
+    for j, idx in enumerate(cols.held):
+        for i in idx.tolist():
+            held.setdefault(cols.ids[i], []).append(j)
 
     # Candidates: (boosted density, content id, forecast, size, copies).
     candidates: list[tuple[float, str, float, int, int]] = []
@@ -223,111 +263,68 @@ def plan_site(
         candidates.append((density, content_id, f, size, copies))
     candidates.sort(key=lambda c: (-c[0], c[1]))
 
-    # Greedy choice and assignment; room[j] is what appliance j can still take.
     room = list(usable)
     target: list[list[str]] = [[] for _ in appliances]  # in choice order
-    placed_mass = 0.0
-    files = 0
-    stored = 0
-    placed: set[str] = set()
-    for _, content_id, f, size, copies in candidates:
-        if size > max(room):
-            continue
+    placed: list[str] = []
+    copies_of: list[int] = []
+    for _, content_id, _, size, copies in candidates:
         eligible = [j for j in range(n) if room[j] >= size]
         if len(eligible) < copies:
             continue
         incumbents = set(held.get(content_id, ()))
-        key = content_id.encode()
-        eligible.sort(key=lambda j: (j not in incumbents, -hrw_score(key, seeds[j], weights[j])))
+        base = content_hash(content_id)
+        eligible.sort(
+            key=lambda j: (j not in incumbents, -hrw_score(base, seeds[j], appliances[j].weight))
+        )
         for j in eligible[:copies]:
             room[j] -= size
             target[j].append(content_id)
-        placed.add(content_id)
-        placed_mass += f
-        files += 1
-        stored += copies * size
+        placed.append(content_id)
+        copies_of.append(copies)
 
-    total_mass = sum(f for f in forecast.values() if f > 0)
-    bound_items = [(c[2], c[4] * c[3]) for c in candidates]
-    bound = upper_bound(bound_items, sum(usable)) / total_mass if total_mass > 0 else 0.0
-
-    chosen = _Target(
-        current=current,
-        target=target,
-        placed=frozenset(placed),
-        files=files,
-        stored_bytes=stored,
+    index = {c: i for i, c in enumerate(cols.ids)}
+    placed_idx = np.array([index[c] for c in placed], dtype=np.int64)
+    copies_arr = np.array(copies_of, dtype=np.int64)
+    chosen = SiteTarget(
+        target=[np.array([index[c] for c in t], dtype=np.int64) for t in target],
+        files=len(placed),
+        stored_bytes=int((copies_arr * cols.sizes[placed_idx]).sum()),
         usable_bytes=sum(usable),
-        total_mass=total_mass,
-        offload=placed_mass / total_mass if total_mass > 0 else 0.0,
-        bound=bound,
+        placed_mass=sum(forecast[c] for c in placed),
+        bound_mass=upper_bound([(c[2], c[4] * c[3]) for c in candidates], sum(usable)),
     )
-    return _budgeted(appliances, sizes, forecast, chosen, p.fill_budget_bytes)
+    return _finish(appliances, cols, chosen, p)
 
 
-def _budgeted(
-    appliances: tuple[Appliance, ...],
-    sizes: Mapping[str, int],
-    forecast: Mapping[str, float],
-    chosen: _Target,
-    budget: int | None,
+def _finish(
+    appliances: tuple[Appliance, ...], cols: _Columns, chosen: object, params: PlacementParams
 ) -> SitePlan:
-    """Apply the nightly fill budget to the target placement and build manifests and report."""
-    manifests: list[Manifest] = []
-    present: set[str] = set()
-    totals = [0, 0, 0, 0, 0, 0]  # adds, deletes, add bytes, delete bytes, deferred, deferred bytes
-    for j, appliance in enumerate(appliances):
-        want = chosen.target[j]
-        current = chosen.current[j]
-        wanted = set(want)
-        adds: list[str] = []
-        deferred: list[str] = []
-        add_bytes = deferred_bytes = 0
-        for content_id in want:  # choice order: most valuable first
-            if content_id in current:
-                continue
-            size = sizes[content_id]
-            if budget is None or add_bytes + size <= budget:
-                adds.append(content_id)
-                add_bytes += size
-            else:
-                deferred.append(content_id)
-                deferred_bytes += size
-        deletes = sorted(current - wanted)
-        hold = sorted((wanted & current) | set(adds))
-        present.update(hold)
+    """Budget, held-back deletes and report (fill/nightly.py), as string manifests."""
+    from fill.greedy import SiteTarget
+    from fill.nightly import settle
+
+    assert isinstance(chosen, SiteTarget)
+    outcome = settle(
+        appliances, cols.sizes, cols.forecast, cols.held, chosen, params, cols.total_mass
+    )
+    ids = cols.ids
+    manifests = []
+    extra_deletes = 0
+    for a, change, unknown in zip(appliances, outcome.changes, cols.unknown, strict=True):
+        extra_deletes += len(unknown)
         manifests.append(
             Manifest(
-                appliance=appliance.name,
-                hold=tuple(hold),
-                adds=tuple(adds),
-                deletes=tuple(deletes),
-                add_bytes=add_bytes,
-                deferred=tuple(deferred),
-                deferred_bytes=deferred_bytes,
+                appliance=a.name,
+                hold=tuple(ids[i] for i in np.sort(change.hold).tolist()),
+                adds=tuple(ids[i] for i in change.adds.tolist()),
+                deletes=tuple(sorted([ids[i] for i in change.deletes.tolist()] + unknown)),
+                add_bytes=change.add_bytes,
+                deferred=tuple(ids[i] for i in change.deferred.tolist()),
+                deferred_bytes=change.deferred_bytes,
+                held_back=tuple(ids[i] for i in change.held_back.tolist()),
             )
         )
-        totals[0] += len(adds)
-        totals[1] += len(deletes)
-        totals[2] += add_bytes
-        totals[3] += sum(sizes.get(c, 0) for c in deletes)
-        totals[4] += len(deferred)
-        totals[5] += deferred_bytes
-
-    tonight = sum(forecast[c] for c in present if c in chosen.placed)
-    mass = chosen.total_mass
-    report = SiteReport(
-        files=chosen.files,
-        stored_bytes=chosen.stored_bytes,
-        usable_bytes=chosen.usable_bytes,
-        predicted_offload=chosen.offload,
-        offload_upper_bound=chosen.bound,
-        offload_tonight=tonight / mass if mass > 0 else 0.0,
-        adds=totals[0],
-        deletes=totals[1],
-        add_bytes=totals[2],
-        delete_bytes=totals[3],
-        deferred=totals[4],
-        deferred_bytes=totals[5],
-    )
-    return SitePlan(manifests=tuple(manifests), report=report)
+    r = outcome.report
+    if extra_deletes:  # files the catalog does not know: deleted, of unknown (0) bytes
+        r = replace(r, deletes=r.deletes + extra_deletes)
+    return SitePlan(manifests=tuple(manifests), report=r)

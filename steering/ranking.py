@@ -7,7 +7,8 @@ prefix matches is ordered from the site whose prefixes share most leading bits w
 
 Inside a site: only appliances that are up (not down, draining or saturated) and hold the
 content, ordered by weighted rendezvous hashing (highest random weight): each appliance scores
-`-weight / ln(h)`, h = xxh64(content id, seeded by the appliance name) mapped into (0, 1), so a
+`-weight / ln(h)`, h = a mix of xxh64(content id) and xxh64(appliance name) mapped into (0, 1)
+(the planner's fill/rendezvous.py computes the same bits over whole catalogs with numpy), so a
 file keeps going to the same appliance (disk and page-cache affinity) and an appliance joining
 or leaving moves only the files it wins or held, about 1/N of them.
 
@@ -39,6 +40,12 @@ from steering.index import LOAD_FLOOR, FleetIndex
 
 _H64 = xxhash.xxh64_intdigest
 _UNIT = 2.0**-52
+_MASK = (1 << 64) - 1
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+_LN2 = 0.6931471805599453
+_SQRT_HALF = 0.7071067811865476
+_SERIES = tuple(1.0 / (2 * k + 1) for k in range(6, 0, -1))
 # Stored counts are rescaled when their common factor passes 2**_RESCALE_EXP.
 _RESCALE_EXP = 64.0
 
@@ -102,11 +109,32 @@ class LoadTracker:
         return self._stored.get(name, 0.0) * scale
 
 
+def _portable_ln(h: float) -> float:
+    """ln(h) with correctly rounded operations only, so numpy reproduces it bit for bit."""
+    # Copy of fill/rendezvous.py portable_ln (services share code only through edgefleet/).
+    m, e = math.frexp(h)
+    if m < _SQRT_HALF:
+        m *= 2.0
+        e -= 1
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    p = _SERIES[0]
+    for c in _SERIES[1:]:
+        p = p * s2 + c
+    p = p * s2 + 1.0
+    return float(e) * _LN2 + 2.0 * s * p
+
+
 def hrw_score(content: bytes, seed: int, weight: float) -> float:
     """Weighted rendezvous score of an appliance (hash *seed*, *weight*) for *content*."""
-    # 52 bits + 0.5 keep h strictly inside (0, 1), so ln(h) < 0.
-    h = ((_H64(content, seed) >> 12) + 0.5) * _UNIT
-    return -weight / math.log(h)
+    # splitmix64's finaliser of xxh64(content) XOR seed: vectorisable, unlike a seeded xxh64
+    # per pair. 52 bits + 0.5 keep h strictly inside (0, 1), so ln(h) < 0.
+    x = _H64(content) ^ seed
+    x = ((x ^ (x >> 30)) * _M1) & _MASK
+    x = ((x ^ (x >> 27)) * _M2) & _MASK
+    x ^= x >> 31
+    h = ((x >> 12) + 0.5) * _UNIT
+    return -weight / _portable_ln(h)
 
 
 def site_assignments(index: FleetIndex, tracker: LoadTracker, site: int) -> float:

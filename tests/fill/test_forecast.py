@@ -135,3 +135,67 @@ def test_fading_file_halves_per_half_life() -> None:
     later = forecast(records(32), SIZES, params)["eu"]["a.mp4"]
     assert later / early == pytest.approx(0.5, rel=0.01)
     assert math.isfinite(early) and early > 0
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=9),
+            st.sampled_from(["eu", "us"]),
+            st.sampled_from(["a.mp4", "b.mp4", "new.mp4", "ghost.mp4", "empty.mp4"]),
+            st.integers(min_value=0, max_value=10**7),
+        ),
+        max_size=60,
+    ),
+    st.floats(min_value=0.5, max_value=10.0),
+    st.none() | st.integers(min_value=3, max_value=12),
+)
+def test_column_forecast_equals_the_reference(
+    raw: list[tuple[int, str, str, int]], half_life: float, target: int | None
+) -> None:
+    import numpy as np
+
+    from fill.forecast import ColumnForecast
+
+    sizes = {**SIZES, "empty.mp4": 0}
+    ids = sorted(sizes)
+    records = [DailyRecord(d, r, c, b) for d, r, c, b in raw]
+    params = ForecastParams(half_life_days=half_life, prior_views=0.01)
+    expected = forecast(records, sizes, params, forecast_day=target, regions=["asia"])
+    columns = ColumnForecast(
+        {c: i for i, c in enumerate(ids)},
+        np.array([sizes[c] for c in ids], dtype=np.int64),
+        params,
+        forecast_day=target,
+        regions=["asia"],
+    )
+    columns.add_all(records)
+    got = columns.result()
+    assert set(got) == set(expected)
+    for region, values in got.items():
+        for i, c in enumerate(ids):
+            assert values[i] == pytest.approx(expected[region].get(c, 0.0), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("target", [None, 6])
+def test_column_forecast_columns_equal_records(target: int | None) -> None:
+    import numpy as np
+
+    from fill.forecast import ColumnForecast
+
+    ids = sorted(SIZES)
+    sizes = np.array([SIZES[c] for c in ids], dtype=np.int64)
+    index = {c: i for i, c in enumerate(ids)}
+    params = ForecastParams(half_life_days=2.0)
+    by_records = ColumnForecast(index, sizes, params, forecast_day=target)
+    by_columns = ColumnForecast(index, sizes, params, forecast_day=target)
+    for day in range(6):
+        streamed = np.array([1000.0 * (day + 1), 0.0, 500.0 * day])
+        by_columns.add_columns(day, "eu", np.arange(3), streamed)
+        by_records.add_all(
+            DailyRecord(day, "eu", c, int(b)) for c, b in zip(ids, streamed, strict=True)
+        )
+    a, b = by_records.result(), by_columns.result()
+    assert np.allclose(a["eu"], b["eu"], rtol=1e-12)
+    with pytest.raises(ValueError, match="negative"):
+        by_columns.add_columns(0, "eu", np.arange(1), np.array([-1.0]))

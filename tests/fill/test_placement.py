@@ -16,6 +16,7 @@ from fill.placement import (
     SitePlan,
     copies_for,
     plan_site,
+    plan_site_reference,
     upper_bound,
 )
 
@@ -101,10 +102,15 @@ def test_plan_invariants(scenario: Scenario) -> None:
         assert set(m.adds) == set(m.hold) - now
         assert set(m.deletes) == now - set(m.hold)
         copies.update(m.hold)
+        # Held back: dropped files kept only while adds wait, within the deferred bytes.
+        assert set(m.held_back) <= now - set(m.adds)
+        assert sum(sizes[c] for c in m.held_back) <= m.deferred_bytes
     r = plan.report
     assert r.predicted_offload <= r.offload_upper_bound + 1e-9
-    assert r.offload_tonight <= r.predicted_offload + 1e-9
     assert 0.0 <= r.predicted_offload <= 1.0 + 1e-9
+    assert 0.0 <= r.offload_tonight <= 1.0 + 1e-9
+    if r.held_back == 0:
+        assert r.offload_tonight <= r.predicted_offload + 1e-9
     if params.fill_budget_bytes is None:
         n = len(appliances)
         high = min(params.max_copies or n, n)
@@ -264,3 +270,100 @@ def test_bad_inputs_rejected() -> None:
 def test_empty_site() -> None:
     plan = plan_site((), {"x": 1}, {"x": 1.0}, {})
     assert plan.manifests == () and plan.report.files == 0
+
+
+def assert_same_plan(fast: SitePlan, reference: SitePlan) -> None:
+    assert fast.manifests == reference.manifests
+    a, b = fast.report, reference.report
+    for name in a.__dataclass_fields__:
+        x, y = getattr(a, name), getattr(b, name)
+        if isinstance(x, float):
+            assert x == pytest.approx(y, rel=1e-9, abs=1e-12), name
+        else:
+            assert x == y, name
+
+
+@st.composite
+def crowded_scenarios(draw: st.DrawFn) -> Scenario:
+    """Sites that are nearly full: overflow inside the greedy's chunks happens constantly."""
+    n = draw(st.integers(min_value=1, max_value=8))
+    files = draw(st.integers(min_value=0, max_value=300))
+    rng = random.Random(draw(st.integers(min_value=0, max_value=2**32)))
+    sizes = {
+        f"c{i:03d}": rng.choice([0, 1, 50, 100, 100, 200, 900, rng.randint(1, 1000)])
+        for i in range(files)
+    }
+    total = sum(sizes.values()) or 1
+    fraction = draw(st.sampled_from([0.05, 0.3, 0.8, 2.0]))
+    appliances = tuple(
+        Appliance(
+            f"a{j}",
+            int(total * fraction / n * rng.uniform(0.5, 1.5)),
+            reserve_bytes=rng.choice([0, 100]),
+            weight=rng.choice([1.0, 1.0, 2.5, 0.3]),
+            fill_budget_bytes=draw(st.none() | st.integers(min_value=0, max_value=total)),
+        )
+        for j in range(n)
+    )
+    # Ties on purpose: equal forecasts and sizes make the id tie-break matter.
+    forecast = {c: rng.choice([0.0, 1.0, 5.0, 5.0, rng.uniform(0, 100)]) for c in sizes}
+    ids = sorted(sizes)
+    inventories = {a.name: rng.sample(ids, min(len(ids), rng.randint(0, 80))) for a in appliances}
+    min_copies = draw(st.integers(min_value=1, max_value=3))
+    params = PlacementParams(
+        min_copies=min_copies,
+        max_copies=draw(st.none() | st.integers(min_value=min_copies, max_value=5)),
+        popularity_per_copy=draw(st.sampled_from([math.inf, 3.0, 40.0])),
+        hysteresis=draw(st.sampled_from([1.0, 1.1, 1.5])),
+        fill_budget_bytes=draw(st.none() | st.integers(min_value=0, max_value=total)),
+    )
+    return appliances, sizes, forecast, inventories, params
+
+
+@given(scenarios() | crowded_scenarios())
+@settings(max_examples=300, deadline=None)
+def test_fast_plan_equals_the_reference(scenario: Scenario) -> None:
+    appliances, sizes, forecast, inventories, params = scenario
+    fast = plan_site(appliances, sizes, forecast, inventories, params)
+    reference = plan_site_reference(appliances, sizes, forecast, inventories, params)
+    assert_same_plan(fast, reference)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_fast_plan_equals_the_reference_on_a_large_crowded_site(seed: int) -> None:
+    # Thousands of candidates: many chunks, growth and shrinking, and the early stop.
+    sizes, forecast = zipf_catalog(6000, seed, size_range=(1, 5000))
+    appliances = site(7, sum(sizes.values()) // 25)
+    rng = random.Random(seed)
+    inventories = {a.name: rng.sample(sorted(sizes), 300) for a in appliances}
+    params = PlacementParams(popularity_per_copy=50.0, max_copies=3, fill_budget_bytes=10**6)
+    assert_same_plan(
+        plan_site(appliances, sizes, forecast, inventories, params),
+        plan_site_reference(appliances, sizes, forecast, inventories, params),
+    )
+
+
+def test_deferred_adds_hold_back_the_files_they_replace() -> None:
+    sizes = {"old1": 100, "old2": 100, "new1": 100, "new2": 100}
+    forecast = {"old1": 2.0, "old2": 1.0, "new1": 30.0, "new2": 20.0}
+    one = (Appliance("a", 200, fill_budget_bytes=100),)
+    plan = plan_site(one, sizes, forecast, {"a": ["old1", "old2"]})
+    (m,) = plan.manifests
+    assert m.adds == ("new1",) and m.deferred == ("new2",)
+    # new2 waits, so the better of the two old files stays; space is never left empty.
+    assert m.held_back == ("old1",) and m.deletes == ("old2",)
+    assert m.hold == ("new1", "old1")
+    assert plan.report.held_back == 1 and plan.report.held_back_bytes == 100
+    # Next night: new2 arrives and old1 goes.
+    after = plan_site(one, sizes, forecast, {"a": list(m.hold)})
+    assert after.manifests[0].adds == ("new2",) and after.manifests[0].deletes == ("old1",)
+
+
+def test_per_appliance_budget_is_the_smaller_of_both() -> None:
+    sizes = {f"f{i}": 100 for i in range(10)}
+    forecast = {c: 10.0 - i for i, c in enumerate(sizes)}
+    apps = (Appliance("a", 10_000, fill_budget_bytes=300), Appliance("b", 10_000))
+    params = PlacementParams(fill_budget_bytes=500, min_copies=2)
+    plan = plan_site(apps, sizes, forecast, {}, params)
+    assert [m.add_bytes for m in plan.manifests] == [300, 500]
+    assert plan.manifests[0].adds == ("f0", "f1", "f2")

@@ -1,0 +1,285 @@
+"""`edgefleet fill plan`: read catalog, popularity and fleet, plan, write and/or publish.
+
+The I/O shell around fill/plan.py. Inputs come from files (catalog CSV/JSONL or an origin
+appliance's LMDB index; popularity record files, streamed; a fleet document, the body of
+`GET /v1/fleet`) or from control (`GET /v1/fleet`, `GET /v1/popularity`, admin token). Outputs:
+`--out DIR` (report.json, manifests/<appliance>.json) and `--publish` (`PUT /v1/manifests`).
+Bad input ends with one line naming the file, line or field, exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgefleet.fleet import FieldError, load_secret, role_token
+from edgefleet.manifests import NAME_RE, manifest_to_doc
+from edgefleet.records import CatalogEntry, read_catalog, read_popularity
+from fill.forecast import ColumnForecast, ForecastParams
+from fill.greedy import I64
+from fill.placement import Appliance, PlacementParams
+from fill.plan import Catalog, Fleet, FleetPlan, Site, plan_fleet, report_table, with_budgets
+
+HTTP_TIMEOUT_S = 60.0
+
+
+class PlanInputError(ValueError):
+    """An input of the planner is missing or bad; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    """Everything `edgefleet fill plan` was asked to do."""
+
+    catalog: str | None = None
+    catalog_index: str | None = None
+    popularity: tuple[str, ...] = ()
+    popularity_from_control: bool = False
+    fleet: str | None = None
+    control: str | None = None
+    secret_file: str | None = None
+    out: str | None = None
+    publish: bool = False
+    generation: int | None = None
+    fill_rate_bps: float = 1.2e9
+    fill_window_hours: float = 12.0
+    reserve_fraction: float = 0.0
+    half_life_days: float = 3.0
+    prior_median_fraction: float = 0.5
+    min_copies: int = 1
+    max_copies: int | None = None
+    popularity_per_copy: float = math.inf
+    hysteresis: float = 1.1
+    max_sources: int = 8
+
+
+# Inputs ----------------------------------------------------------------------------------------
+
+
+def catalog_from_index(path: str) -> Iterator[CatalogEntry]:
+    """The catalog of an origin appliance's LMDB index (read-only)."""
+    from edge.index import ContentIndex, IndexError_
+
+    try:
+        index = ContentIndex(path, readonly=True)
+    except IndexError_ as exc:
+        raise PlanInputError(str(exc)) from None
+    try:
+        for r in index.records():
+            yield CatalogEntry(r.content_id, r.size, r.checksum)
+    finally:
+        index.close()
+
+
+def fleet_from_doc(
+    doc: Any, catalog: Catalog, reserve_fraction: float = 0.0
+) -> tuple[Fleet, dict[str, I64]]:
+    """The fleet and inventories of a `GET /v1/fleet` document; FieldError names bad fields."""
+    if not isinstance(doc, dict):
+        raise FieldError("$", "must be a JSON object")
+    raw_sites = doc.get("sites")
+    if not isinstance(raw_sites, list):
+        raise FieldError("sites", "must be a list")
+    sites = []
+    for i, s in enumerate(raw_sites):
+        where = f"sites[{i}]."
+        if not isinstance(s, dict):
+            raise FieldError(where[:-1], "must be an object")
+        name, region = s.get("name"), s.get("region")
+        if not isinstance(name, str) or NAME_RE.fullmatch(name) is None:
+            raise FieldError(f"{where}name", "must be a site name")
+        if not isinstance(region, str) or not region:
+            raise FieldError(f"{where}region", "must be a region name")
+        role = s.get("role", "edge")
+        if role not in ("edge", "origin"):
+            raise FieldError(f"{where}role", 'must be "edge" or "origin"')
+        costs = s.get("costs", {})
+        if not isinstance(costs, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in costs.values()
+        ):
+            raise FieldError(f"{where}costs", "must map site names to numbers")
+        sites.append(Site(name, region, role, {k: float(v) for k, v in costs.items()}))
+    raw_apps = doc.get("appliances")
+    if not isinstance(raw_apps, list):
+        raise FieldError("appliances", "must be a list")
+    appliances: list[tuple[str, Appliance]] = []
+    for i, a in enumerate(raw_apps):
+        where = f"appliances[{i}]."
+        if not isinstance(a, dict):
+            raise FieldError(where[:-1], "must be an object")
+        name, site = a.get("name"), a.get("site")
+        if not isinstance(name, str) or NAME_RE.fullmatch(name) is None:
+            raise FieldError(f"{where}name", "must be an appliance name")
+        if not isinstance(site, str):
+            raise FieldError(f"{where}site", "must be a site name")
+        capacity = a.get("capacity_bytes", 0)
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+            raise FieldError(f"{where}capacity_bytes", "must be an integer >= 0")
+        weight = a.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+            raise FieldError(f"{where}weight", "must be a number > 0")
+        reserve = int(capacity * reserve_fraction)
+        appliances.append((site, Appliance(name, capacity, reserve, float(weight))))
+    try:
+        fleet = Fleet(tuple(sites), tuple(appliances))
+    except ValueError as exc:
+        raise FieldError("appliances", str(exc)) from None
+    raw_inv = doc.get("inventories", {})
+    if not isinstance(raw_inv, dict):
+        raise FieldError("inventories", "must map appliance names to lists of ids")
+    inventories: dict[str, I64] = {}
+    for name, ids in raw_inv.items():
+        if not isinstance(ids, list) or not all(isinstance(c, str) for c in ids):
+            raise FieldError(f"inventories.{name}", "must be a list of content ids")
+        inventories[name] = catalog.indices(ids)
+    return fleet, inventories
+
+
+def _request(url: str, token: str, method: str = "GET", body: bytes | None = None) -> bytes:
+    req = urllib.request.Request(url, data=body, method=method)
+    req.add_header("Authorization", f"Bearer {token}")
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
+            data: bytes = resp.read()
+            return data
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:300].decode(errors="replace").strip()
+        raise PlanInputError(f"{method} {url}: HTTP {exc.code} {detail}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise PlanInputError(f"{method} {url}: {exc}") from None
+
+
+def _control_token(opts: PlanOptions) -> str:
+    if not opts.secret_file:
+        raise PlanInputError("--control needs --secret-file (the fleet secret)")
+    return role_token(load_secret(opts.secret_file), "admin")
+
+
+# The plan --------------------------------------------------------------------------------------
+
+
+def run_plan(opts: PlanOptions, echo: Any = print) -> FleetPlan:
+    """Read the inputs, plan, write and publish as *opts* says; returns the plan."""
+    started = time.monotonic()
+    if bool(opts.catalog) == bool(opts.catalog_index):
+        raise PlanInputError("give exactly one of --catalog FILE or --catalog-index DIR")
+    if bool(opts.fleet) == bool(opts.control):
+        raise PlanInputError("give exactly one of --fleet FILE or --control URL")
+    if (opts.publish or opts.popularity_from_control) and not opts.control:
+        raise PlanInputError("--publish and --popularity-from-control need --control URL")
+    if not opts.popularity and not opts.popularity_from_control:
+        raise PlanInputError("give --popularity FILE... and/or --popularity-from-control")
+    entries = (
+        read_catalog(opts.catalog) if opts.catalog else catalog_from_index(str(opts.catalog_index))
+    )
+    try:
+        catalog = Catalog.from_entries(entries)
+    except ValueError as exc:
+        raise PlanInputError(f"{opts.catalog or opts.catalog_index}: {exc}") from None
+
+    token = _control_token(opts) if opts.control else ""
+    base = (opts.control or "").rstrip("/")
+    if opts.fleet:
+        try:
+            doc = json.loads(Path(opts.fleet).read_text())
+        except (OSError, ValueError) as exc:
+            raise PlanInputError(f"{opts.fleet}: {exc}") from None
+        where = opts.fleet
+    else:
+        try:
+            doc = json.loads(_request(f"{base}/v1/fleet", token))
+        except ValueError:
+            raise PlanInputError(f"{base}/v1/fleet: not JSON") from None
+        where = f"{base}/v1/fleet"
+    try:
+        fleet, inventories = fleet_from_doc(doc, catalog, opts.reserve_fraction)
+    except FieldError as exc:
+        raise PlanInputError(f"{where}: {exc}") from None
+    window_s = opts.fill_window_hours * 3600
+    fleet = Fleet(fleet.sites, with_budgets(fleet.appliances, opts.fill_rate_bps, window_s))
+
+    regions = sorted({s.region for s in fleet.sites})
+    columns = ColumnForecast(
+        catalog.index,
+        catalog.sizes,
+        ForecastParams(
+            half_life_days=opts.half_life_days,
+            prior_median_fraction=opts.prior_median_fraction,
+        ),
+        regions=regions,
+    )
+    for path in opts.popularity:
+        columns.add_all(read_popularity(path))
+    if opts.popularity_from_control:
+        columns.add_all(_popularity_from_control(base, token))
+    forecasts = columns.result()
+    params = PlacementParams(
+        min_copies=opts.min_copies,
+        max_copies=opts.max_copies,
+        popularity_per_copy=opts.popularity_per_copy,
+        hysteresis=opts.hysteresis,
+    )
+    plan = plan_fleet(catalog, forecasts, fleet, inventories, params, max_sources=opts.max_sources)
+    report = plan.report(opts.fill_rate_bps, window_s)
+    echo(report_table(report))
+
+    generation = opts.generation if opts.generation is not None else int(time.time())
+    created = time.time()
+    if opts.out:
+        _write_out(Path(opts.out), plan, report, generation, created)
+    if opts.publish:
+        body = _publication_bytes(plan, generation, created)
+        answer = _request(f"{base}/v1/manifests", token, "PUT", body)
+        echo(f"published generation {generation}: {answer.decode(errors='replace').strip()}")
+    echo(f"planned {len(catalog)} files in {time.monotonic() - started:.1f} s")
+    return plan
+
+
+def _popularity_from_control(base: str, token: str) -> Iterator[Any]:
+    """Records of GET /v1/popularity, spooled to a temporary file and streamed from it."""
+    data = _request(f"{base}/v1/popularity?format=jsonl", token)
+    fd, name = tempfile.mkstemp(suffix=".jsonl")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        del data
+        yield from read_popularity(name)
+    finally:
+        os.unlink(name)
+
+
+def _write_out(out: Path, plan: FleetPlan, report: Any, generation: int, created: float) -> None:
+    (out / "manifests").mkdir(parents=True, exist_ok=True)
+    for manifest in plan.manifests(generation, created):
+        path = out / "manifests" / f"{manifest.appliance}.json"
+        _atomic_write(path, json.dumps(manifest_to_doc(manifest), separators=(",", ":")))
+    doc = {"generation": generation, "created_at": created, **report}
+    _atomic_write(out / "report.json", json.dumps(doc, indent=1))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _publication_bytes(plan: FleetPlan, generation: int, created: float) -> bytes:
+    """The PUT /v1/manifests body, built one manifest at a time."""
+    parts = [f'{{"generation":{generation},"manifests":['.encode()]
+    for k, manifest in enumerate(plan.manifests(generation, created)):
+        if k:
+            parts.append(b",")
+        parts.append(json.dumps(manifest_to_doc(manifest), separators=(",", ":")).encode())
+    parts.append(b"]}")
+    return b"".join(parts)

@@ -1,0 +1,181 @@
+"""`edgefleet fill plan` as a real process: files in, manifests out; and against real control."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from edgefleet.manifests import parse_manifest
+from edgefleet.records import write_records_file
+from fill.synth import SynthWorld
+from tests.control.controlproc import ControlFiles, ControlProcess, topology_text
+
+GB = 10**9
+
+
+def fill_plan(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgefleet.cli", "fill", "plan", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def inputs(tmp: Path, files: int = 300) -> tuple[SynthWorld, Path, Path]:
+    world = SynthWorld(files, ("eu-west", "us-east"), seed=3)
+    catalog = tmp / "catalog.csv"
+    write_records_file(catalog, "catalog", world.catalog())
+    popularity = tmp / "popularity.jsonl"
+    write_records_file(popularity, "popularity", world.records(0, 3))
+    return world, catalog, popularity
+
+
+def fleet_doc(capacity: int) -> dict[str, Any]:
+    return {
+        "regions": ["eu-west", "us-east"],
+        "sites": [
+            {"name": "ams1", "region": "eu-west", "role": "edge", "costs": {"lon1": 10}},
+            {"name": "lon1", "region": "eu-west", "role": "edge", "costs": {}},
+            {"name": "org1", "region": "eu-west", "role": "origin", "costs": {}},
+        ],
+        "appliances": [
+            {
+                "name": n,
+                "site": s,
+                "state": "up",
+                "base_url": "http://127.0.0.1:1",
+                "weight": 1.0,
+                "capacity_bytes": capacity if s != "org1" else 0,
+                "free_bytes": 0,
+            }
+            for n, s in [
+                ("ams1-a", "ams1"),
+                ("ams1-b", "ams1"),
+                ("lon1-a", "lon1"),
+                ("org1-a", "org1"),
+            ]
+        ],
+        "inventories": {"ams1-a": ["t0000001.mp4", "gone.mp4"]},
+    }
+
+
+def test_plan_from_files_writes_manifests_and_report(tmp_path: Path) -> None:
+    world, catalog, popularity = inputs(tmp_path)
+    capacity = int(world.sizes.sum() * 0.2)
+    fleet = tmp_path / "fleet.json"
+    fleet.write_text(json.dumps(fleet_doc(capacity)))
+    out = tmp_path / "out"
+    done = fill_plan(
+        "--catalog",
+        str(catalog),
+        "--popularity",
+        str(popularity),
+        "--fleet",
+        str(fleet),
+        "--out",
+        str(out),
+        "--generation",
+        "42",
+        "--fill-rate-bps",
+        "8e9",
+        "--fill-window-hours",
+        "1",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ams1" in done.stdout and "offload" in done.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["generation"] == 42
+    assert [s["site"] for s in report["sites"]] == ["ams1", "lon1"]
+    budget = int(8e9 / 8 * 3600)
+    names = sorted(p.stem for p in (out / "manifests").glob("*.json"))
+    assert names == ["ams1-a", "ams1-b", "lon1-a"]  # origins are not planned
+    for name in names:
+        m = parse_manifest(json.loads((out / "manifests" / f"{name}.json").read_text()))
+        assert m.generation == 42 and m.files
+        assert m.total_bytes <= capacity
+        assert all(f.sources and f.sources[-1] == "org1-a" for f in m.files)
+    for row in report["sites"]:
+        assert row["add_bytes"] <= budget * row["appliances"]
+        assert 0 < row["predicted_offload"] <= row["offload_upper_bound"] + 1e-9
+
+
+def test_bad_inputs_exit_2_naming_the_problem(tmp_path: Path) -> None:
+    _, catalog, popularity = inputs(tmp_path, files=20)
+    doc = fleet_doc(10 * GB)
+    doc["appliances"][1]["capacity_bytes"] = "lots"
+    fleet = tmp_path / "fleet.json"
+    fleet.write_text(json.dumps(doc))
+    done = fill_plan(
+        "--catalog", str(catalog), "--popularity", str(popularity), "--fleet", str(fleet)
+    )
+    assert done.returncode == 2
+    assert (
+        "appliances[1].capacity_bytes" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    )
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("content_id,size,checksum\na.mp4,12,nothex\n")
+    done = fill_plan("--catalog", str(bad), "--popularity", str(popularity), "--fleet", str(fleet))
+    assert done.returncode == 2 and f"{bad}:2" in done.stderr
+
+    done = fill_plan("--catalog", str(catalog), "--fleet", str(fleet))
+    assert done.returncode == 2 and "--popularity" in done.stderr
+
+
+def test_plan_against_real_control_publishes(tmp_path: Path) -> None:
+    world, catalog, popularity = inputs(tmp_path)
+    capacity = int(world.sizes.sum() * 0.2)
+    files = ControlFiles(tmp_path / "control")
+    text = topology_text().replace(
+        'base_url = "http://127.0.0.1:900',
+        f'capacity_bytes = {capacity}\nbase_url = "http://127.0.0.1:900',
+    )
+    text += (
+        '\n[[sites]]\nname = "org1"\nregion = "eu-west"\nrole = "origin"\nlat = 50.1\nlon = 8.7\n'
+        '\n[[appliances]]\nname = "org1-a"\nsite = "org1"\nbase_url = "http://127.0.0.1:9005"\n'
+    )
+    files.topology_path.write_text(text)
+    control = ControlProcess(files).start()
+    try:
+        done = fill_plan(
+            "--catalog",
+            str(catalog),
+            "--popularity",
+            str(popularity),
+            "--control",
+            f"http://127.0.0.1:{control.port}",
+            "--secret-file",
+            str(files.secret_path),
+            "--publish",
+            "--generation",
+            "5",
+        )
+        assert done.returncode == 0, done.stderr
+        assert "published generation 5" in done.stdout
+        status, _, doc = control.call("GET", "/v1/appliances/ams1-b/manifest", "admin")
+        assert status == 200
+        m = parse_manifest(doc)
+        assert m.generation == 5 and m.files and m.total_bytes <= capacity
+        assert "org1-a" in m.source_urls
+        # A second plan with the same generation is stale: control refuses it, we say so.
+        again = fill_plan(
+            "--catalog",
+            str(catalog),
+            "--popularity",
+            str(popularity),
+            "--control",
+            f"http://127.0.0.1:{control.port}",
+            "--secret-file",
+            str(files.secret_path),
+            "--publish",
+            "--generation",
+            "5",
+        )
+        assert again.returncode == 2 and "409" in again.stderr
+    finally:
+        control.stop()
