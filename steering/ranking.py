@@ -43,9 +43,6 @@ _UNIT = 2.0**-52
 _MASK = (1 << 64) - 1
 _M1 = 0xBF58476D1CE4E5B9
 _M2 = 0x94D049BB133111EB
-_LN2 = 0.6931471805599453
-_SQRT_HALF = 0.7071067811865476
-_SERIES = tuple(1.0 / (2 * k + 1) for k in range(6, 0, -1))
 # Stored counts are rescaled when their common factor passes 2**_RESCALE_EXP.
 _RESCALE_EXP = 64.0
 
@@ -109,32 +106,21 @@ class LoadTracker:
         return self._stored.get(name, 0.0) * scale
 
 
-def _portable_ln(h: float) -> float:
-    """ln(h) with correctly rounded operations only, so numpy reproduces it bit for bit."""
-    # Copy of fill/rendezvous.py portable_ln (services share code only through edgefleet/).
-    m, e = math.frexp(h)
-    if m < _SQRT_HALF:
-        m *= 2.0
-        e -= 1
-    s = (m - 1.0) / (m + 1.0)
-    s2 = s * s
-    p = _SERIES[0]
-    for c in _SERIES[1:]:
-        p = p * s2 + c
-    p = p * s2 + 1.0
-    return float(e) * _LN2 + 2.0 * s * p
-
-
 def hrw_score(content: bytes, seed: int, weight: float) -> float:
     """Weighted rendezvous score of an appliance (hash *seed*, *weight*) for *content*."""
-    # splitmix64's finaliser of xxh64(content) XOR seed: vectorisable, unlike a seeded xxh64
-    # per pair. 52 bits + 0.5 keep h strictly inside (0, 1), so ln(h) < 0.
-    x = _H64(content) ^ seed
+    return _score(_H64(content), seed, weight)
+
+
+def _score(base: int, seed: int, weight: float) -> float:
+    # splitmix64's finaliser of xxh64(content) XOR seed: the planner computes the same with
+    # numpy (fill/rendezvous.py). 52 bits + 0.5 keep h strictly inside (0, 1), so ln(h) < 0.
+    # math.log here, a portable series there: the two may differ in the last bit, which can
+    # only reorder two appliances whose scores agree to ~1e-11 (tests/fill/test_rendezvous.py).
+    x = base ^ seed
     x = ((x ^ (x >> 30)) * _M1) & _MASK
     x = ((x ^ (x >> 27)) * _M2) & _MASK
     x ^= x >> 31
-    h = ((x >> 12) + 0.5) * _UNIT
-    return -weight / _portable_ln(h)
+    return -weight / math.log(((x >> 12) + 0.5) * _UNIT)
 
 
 def site_assignments(index: FleetIndex, tracker: LoadTracker, site: int) -> float:
@@ -181,8 +167,9 @@ def order_in_site(
     apps = index.appliances
     if len(candidates) == 1:
         return list(candidates)
+    base = _H64(content)
     ranked = sorted(
-        candidates, key=lambda j: hrw_score(content, apps[j].seed, apps[j].weight), reverse=True
+        candidates, key=lambda j: _score(base, apps[j].seed, apps[j].weight), reverse=True
     )
     total = site_assignments(index, tracker, apps[candidates[0]].site)
     within: list[int] = []
@@ -239,11 +226,9 @@ def steer(
     if len(ranked) < max_urls and busy:
         # Saturated appliances get no new clients while any up one can serve; when none can,
         # an overloaded appliance beats no answer at all. Nearest site first, then HRW.
+        base = _H64(content)
         busy.sort(
-            key=lambda j: (
-                site_key(apps[j].site),
-                -hrw_score(content, apps[j].seed, apps[j].weight),
-            )
+            key=lambda j: (site_key(apps[j].site), -_score(base, apps[j].seed, apps[j].weight))
         )
         ranked += busy
     del ranked[max_urls:]

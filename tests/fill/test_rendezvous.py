@@ -1,7 +1,9 @@
-"""Rendezvous scores: planner (numpy and scalar) and steering agree bit for bit."""
+"""Rendezvous scores: the planner's numpy and scalar scores agree bit for bit, and steering
+ranks appliances as the planner does."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -25,15 +27,41 @@ ids = st.text(
 
 @given(st.lists(ids, min_size=1, max_size=50), ids, st.floats(min_value=0.01, max_value=100.0))
 @settings(max_examples=200)
-def test_fill_and_steering_scores_are_identical(contents: list[str], name: str, w: float) -> None:
+def test_planner_scores_are_identical_scalar_and_vectorised(
+    contents: list[str], name: str, w: float
+) -> None:
     seed = appliance_seed(name)
     bases = [content_hash(c) for c in contents]
     vector = hrw_scores(np.array(bases, dtype=np.uint64), seed, w)
-    for c, b, v in zip(contents, bases, vector.tolist(), strict=True):
+    for b, v in zip(bases, vector.tolist(), strict=True):
         scalar = hrw_score(b, seed, w)
         assert scalar == v
-        assert steering_score(c.encode(), seed, w) == scalar
         assert scalar > 0
+
+
+@given(
+    st.lists(ids, min_size=1, max_size=20),
+    st.lists(st.tuples(ids, st.floats(min_value=0.01, max_value=100.0)), min_size=2, max_size=12),
+)
+@settings(max_examples=200)
+def test_planner_and_steering_rank_appliances_alike(
+    contents: list[str], appliances: list[tuple[str, float]]
+) -> None:
+    """Steering uses math.log, the planner a portable ln numpy reproduces: scores agree to
+    ~1e-11 (the portable series is that accurate), so both put a file's appliances in the same order (what placement and steering
+    must agree on)."""
+    seeds = [(appliance_seed(n), w) for n, w in appliances]
+    for c in contents:
+        planner = [hrw_score(content_hash(c), s, w) for s, w in seeds]
+        steering = [steering_score(c.encode(), s, w) for s, w in seeds]
+        for p, q in zip(planner, steering, strict=True):
+            assert math.isclose(p, q, rel_tol=1e-10)
+        order = sorted(range(len(seeds)), key=lambda j: (-planner[j], j))
+        if all(
+            not math.isclose(planner[a], planner[b], rel_tol=1e-10)
+            for a, b in itertools.pairwise(order)
+        ):
+            assert order == sorted(range(len(seeds)), key=lambda j: (-steering[j], j))
 
 
 def test_portable_ln_is_accurate_and_vectorises_exactly() -> None:
