@@ -41,5 +41,12 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.edge
 
+# The playback load test against `make demo`, which must be running in another terminal
+# (steering on http://127.0.0.1:7080). Results: bench/results/loadtest-<UTC>/.
+# LOADTEST_ARGS, e.g.: make loadtest LOADTEST_ARGS="--users 20 --duration 2m"
+.PHONY: loadtest
+loadtest: $(STAMP)
+	$(BIN)/python -m bench.loadtest $(LOADTEST_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

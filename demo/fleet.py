@@ -1,20 +1,29 @@
-"""`make demo`: a small fleet on this machine — control, steering and three edges in two sites.
+"""`make demo`: a small fleet on this machine, filled overnight in a few seconds.
 
 Everything runs on 127.0.0.1 from `demo-data/`: the fleet secret, the URL-signing keyring, the
-topology, one config per service, sample content imported into each edge (not every edge holds
-every file, so steering's content misses show). The demo starts each service with the same
-`edgefleet … serve` command an operator would use, waits until steering answers, prints what
-runs where and a steering call whose URLs play, and stops everything cleanly on Ctrl-C.
+topology, one config per service. An origin appliance holds the whole sample catalog (imported
+with `edgefleet edge import`); three edge appliances in two sites start empty. The demo then
+does what a night does: `edgefleet fill plan` forecasts tomorrow's popularity from a week of
+synthetic viewing records, places the files on the edges (copies by popularity, consistent
+hashing, each edge's capacity) and publishes one manifest per edge to control; `edgefleet fill
+run --now` on each edge downloads its files (site peers first, then the other site, then the
+origin), checks every checksum and installs them. Steering then sends players to the filled
+files. The demo prints what runs where, the plan, the fills and a steering call whose URLs
+play, and stops everything cleanly on Ctrl-C.
 
-The demo only orchestrates processes and files; it imports no service internals.
+Each service is started with the same `edgefleet …` command an operator would use; the demo
+only orchestrates processes and files and imports no service internals. A second `make demo`
+keeps the data: its plan finds nothing to change (hysteresis) and the fills have nothing to do.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -40,7 +49,7 @@ class EdgeSpec:
     name: str
     site: str
     port: int
-    files: tuple[str, ...]
+    capacity_mib: int  # what the planner may place on it (0: an origin, never planned)
 
 
 @dataclass
@@ -53,13 +62,21 @@ class Service:
     lines: list[str] = field(default_factory=list)
 
 
-SAMPLES = {"sample-1m.bin": MiB, "sample-64m.bin": 64 * MiB}
+# The catalog: an 8 MiB file for range requests, a real MP4 (with ffmpeg) and 30 "episodes" of
+# 1-6 MiB. Sizes are fixed so that every demo plans the same way.
+SAMPLES = {"sample-8m.bin": 8 * MiB} | {
+    f"episode-{i:02d}.bin": (1 + (i * 7) % 6) * MiB for i in range(1, 31)
+}
+ORIGIN = EdgeSpec("origin-1", "origin", 8080, 0)
 EDGES = (
-    EdgeSpec("ams1-a", "ams1", 8081, ("sample-1m.bin", "sample-64m.bin", "testcard.mp4")),
-    EdgeSpec("ams1-b", "ams1", 8082, ("sample-1m.bin", "testcard.mp4")),
-    EdgeSpec("lon1-a", "lon1", 8083, ("sample-1m.bin", "sample-64m.bin", "testcard.mp4")),
+    EdgeSpec("ams1-a", "ams1", 8081, 32),
+    EdgeSpec("ams1-b", "ams1", 8082, 32),
+    EdgeSpec("lon1-a", "lon1", 8083, 40),
 )
+APPLIANCES = (ORIGIN, *EDGES)
 CONTROL_PORT, STEERING_PORT = 7070, 7080
+REGION = "eu-west"
+HISTORY_DAYS = 7
 
 
 def port_free(port: int) -> bool:
@@ -111,24 +128,28 @@ def write_configs(data: Path, ports: dict[str, int]) -> None:
     if not (data / "keys.toml").exists():
         edgefleet("edge", "keygen", str(data / "keys.toml"), "--key-id", "demo1")
     sites = {
-        "ams1": ("eu-west", 52.37, 4.90, ["127.0.0.0/25", "2001:db8:1::/48"], {"lon1": 10}),
-        "lon1": ("eu-west", 51.51, -0.13, ["127.0.0.128/25"], {"ams1": 10}),
+        "ams1": ("edge", 52.37, 4.90, ["127.0.0.0/25", "2001:db8:1::/48"], {"lon1": 10}),
+        "lon1": ("edge", 51.51, -0.13, ["127.0.0.128/25"], {"ams1": 10}),
+        # The origin holds the whole catalog; it is every fill's last source, never a player's.
+        "origin": ("origin", 50.11, 8.68, [], {"ams1": 50, "lon1": 50}),
     }
-    # The three demo appliances share this machine's CPU: a busy laptop must not make them all
+    # The demo appliances share this machine's CPU: a busy laptop must not make them all
     # "saturated" (steering would then rank every URL as a last resort).
     topo = ["[fleet]", "heartbeat_interval_s = 1.0", "down_after_missed = 3",
             "saturation_threshold = 1.5", "",
-            '[[regions]]\nname = "eu-west"', ""]  # fmt: skip
-    for name, (region, lat, lon, prefixes, costs) in sites.items():
+            f'[[regions]]\nname = "{REGION}"', ""]  # fmt: skip
+    for name, (role, lat, lon, prefixes, costs) in sites.items():
         topo += [
-            "[[sites]]", f'name = "{name}"', f'region = "{region}"', f"lat = {lat}",
-            f"lon = {lon}", f"prefixes = {json.dumps(prefixes)}", "[sites.costs]",
-            *(f"{k} = {v}" for k, v in costs.items()), "",
+            "[[sites]]", f'name = "{name}"', f'region = "{REGION}"', f'role = "{role}"',
+            f"lat = {lat}", f"lon = {lon}", f"prefixes = {json.dumps(prefixes)}",
+            "[sites.costs]", *(f"{k} = {v}" for k, v in costs.items()), "",
         ]  # fmt: skip
-    for e in EDGES:
+    for e in APPLIANCES:
         topo += ["[[appliances]]", f'name = "{e.name}"', f'site = "{e.site}"']
         if ports[e.name]:  # else the appliance tells control where it serves when it registers
             topo.append(f'base_url = "http://127.0.0.1:{ports[e.name]}"')
+        if e.capacity_mib:
+            topo.append(f"capacity_bytes = {e.capacity_mib * MiB}")
         topo.append("")
     (data / "topology.toml").write_text("\n".join(topo))
     (data / "control.toml").write_text(
@@ -140,7 +161,7 @@ def write_configs(data: Path, ports: dict[str, int]) -> None:
         'secret_file = "fleet.secret"\nkeyring = "keys.toml"\nurl_ttl_s = 3600\n'
         f'[listen]\nhost = "127.0.0.1"\nport = {ports["steering"]}\n'
     )
-    for e in EDGES:
+    for e in APPLIANCES:
         d = data / e.name
         d.mkdir(exist_ok=True)
         (d / "edge.toml").write_text(
@@ -151,22 +172,49 @@ def write_configs(data: Path, ports: dict[str, int]) -> None:
             f'[control]\nurl = "http://127.0.0.1:{ports["control"]}"\n'
             f'appliance = "{e.name}"\nsecret_file = "../fleet.secret"\n'
         )
+        (d / "fill.toml").write_text(
+            'edge_config = "edge.toml"\n'
+            "# 100 MB/s for every download of this appliance together; 4 at a time.\n"
+            "rate_cap_bytes_per_s = 100000000\nparallel_downloads = 4\n"
+            "# A dropped file stays on disk this long for players already sent to it.\n"
+            "delete_grace_s = 60\n"
+        )
 
 
-def import_content(data: Path, samples: list[str]) -> None:
-    """Give each edge its share of the samples (once)."""
+def write_popularity(path: Path, src: Path) -> None:
+    """A week of daily viewing records for the region (the format of `edgefleet control
+    export-popularity`): Zipf-like demand over the catalog, the two files the demo shows most
+    watched, a little day-to-day drift."""
+    if path.exists():
+        return
+    samples = sorted(p.name for p in src.iterdir() if p.is_file())
+    ranked = ["sample-8m.bin", "testcard.mp4", *(s for s in samples if s.startswith("ep"))]
+    ranked = [c for c in ranked if c in samples]
+    sizes = {c: (src / c).stat().st_size for c in ranked}
+    rng = random.Random(7)
+    today = datetime.date.today()
+    with open(path, "w") as fh:
+        fh.write("day,region,content_id,bytes_streamed\n")
+        for back in range(HISTORY_DAYS, 0, -1):
+            day = (today - datetime.timedelta(days=back)).isoformat()
+            for rank, cid in enumerate(ranked, start=1):
+                views = 5000 / rank**0.9 * rng.uniform(0.8, 1.25)
+                fh.write(f"{day},{REGION},{cid},{int(views * sizes[cid])}\n")
+
+
+def import_content(data: Path) -> None:
+    """The origin holds the whole catalog (imported once); the edges start empty (`edge init`:
+    an empty index and marked disks) and are filled by the night's plan."""
+    d = data / ORIGIN.name
+    if not (d / "index" / "data.mdb").exists():
+        print(f"importing the sample catalog into {ORIGIN.name}")
+        edgefleet("edge", "import", str(data / "samples"), "-c", str(d / "edge.toml"),
+                  out=subprocess.DEVNULL)  # fmt: skip
     for e in EDGES:
-        d = data / e.name
-        if (d / "index" / "data.mdb").exists():
-            continue
-        share = d / "import"
-        share.mkdir(exist_ok=True)
-        for name in e.files:
-            if name in samples and not (share / name).exists():
-                os.link(data / "samples" / name, share / name)
-        print(f"importing {', '.join(sorted(os.listdir(share)))} into {e.name}")
-        edgefleet("edge", "import", str(share), "-c", str(d / "edge.toml"), out=subprocess.DEVNULL)
-        shutil.rmtree(share)
+        if not (data / e.name / "index" / "data.mdb").exists():
+            edgefleet(
+                "edge", "init", "-c", str(data / e.name / "edge.toml"), out=subprocess.DEVNULL
+            )
 
 
 def start(name: str, args: list[str], log: Path) -> Service:
@@ -225,6 +273,61 @@ def fetch_range(url: str) -> tuple[int, int]:
         return resp.status, len(resp.read())
 
 
+def admin_get(control: str, data: Path, path: str) -> Any:
+    """GET a control endpoint with the admin token (as an operator's curl would)."""
+    token = edgefleet("control", "token", "admin", "-c", str(data / "control.toml")).stdout.strip()
+    req = urllib.request.Request(control + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.load(resp)
+
+
+def wait_until_up(control: str, data: Path, names: list[str], timeout: float = 30) -> None:
+    """Poll control until every appliance heartbeats and is up."""
+    deadline = time.monotonic() + timeout
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(urllib.error.URLError, OSError, ValueError, KeyError):
+            doc = admin_get(control, data, "/v1/appliances")
+            states = {a["name"]: a["state"] for a in doc["appliances"]}
+            if all(states.get(n) == "up" for n in names):
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"appliances not up within {timeout:.0f} s: {states}")
+
+
+def plan_night(data: Path, control: str) -> str:
+    """`edgefleet fill plan` over the week of records, published to control; its report."""
+    return edgefleet(
+        "fill", "plan", "--catalog-index", str(data / ORIGIN.name / "index"),
+        "--popularity", str(data / "popularity.csv"), "--control", control,
+        "--secret-file", str(data / "fleet.secret"), "--publish", "--out", str(data / "plan"),
+        # A copy per 4,000 daily views: the hit gets one on each appliance of a site.
+        "--popularity-per-copy", "4000",
+    ).stdout  # fmt: skip
+
+
+def fill_edges(data: Path) -> dict[str, str]:
+    """`edgefleet fill run --now` on every edge at once; each one's summary line."""
+    cli = [sys.executable, "-m", "edgefleet.cli", "fill", "run", "--now", "-c"]
+    runs = {
+        e.name: subprocess.Popen(
+            [*cli, str(data / e.name / "fill.toml")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for e in EDGES
+    }
+    summaries: dict[str, str] = {}
+    for name, proc in runs.items():
+        out, _ = proc.communicate(timeout=300)
+        lines = [line for line in out.splitlines() if line.startswith("fill: ")]
+        if proc.returncode != 0:
+            raise RuntimeError(f"fill on {name} failed (exit {proc.returncode}):\n{out}")
+        summaries[name] = lines[-1] if lines else out.strip()
+    return summaries
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo fleet."""
     parser = argparse.ArgumentParser(prog="make demo")
@@ -233,47 +336,70 @@ def main(argv: list[str] | None = None) -> int:
         "--ports",
         choices=("fixed", "any"),
         default="fixed",
-        help="fixed: 7070, 7080, 8081-8083; any: free ports (tests)",
+        help="fixed: 7070, 7080, 8080-8083; any: free ports (tests)",
     )
     parser.add_argument("--check", action="store_true", help="steer, fetch, then stop")
+    parser.add_argument(
+        "--scrape", metavar="DIR", help="with --check: save every service's /metrics in DIR"
+    )
     args = parser.parse_args(argv)
     data = Path(args.data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     samples = make_samples(data / "samples")
     fixed = args.ports == "fixed"
-    wanted = [CONTROL_PORT, STEERING_PORT, *(e.port for e in EDGES)]
+    wanted = [CONTROL_PORT, STEERING_PORT, *(e.port for e in APPLIANCES)]
     busy = [p for p in wanted if fixed and not port_free(p)]
     if busy:
         print(f"ports {', '.join(map(str, busy))} are in use: the demo takes free ports instead")
         fixed = False
-    ports = {e.name: e.port if fixed else 0 for e in EDGES}
+    ports = {e.name: e.port if fixed else 0 for e in APPLIANCES}
     ports.update(control=CONTROL_PORT if fixed else 0, steering=STEERING_PORT if fixed else 0)
     write_configs(data, ports)
-    import_content(data, samples)
+    import_content(data)
+    write_popularity(data / "popularity.csv", data / "samples")
     services: list[Service] = []
     try:
         control = start("control", ["control", "serve", "-c", str(data / "control.toml")],
                         data / "control.log")  # fmt: skip
         services.append(control)
-        if not fixed:  # the edges need control's real port in their configs
+        if not fixed:  # the appliances need control's real port in their configs
             ports["control"] = int(control.url.rsplit(":", 1)[1])
             write_configs(data, ports)
-        for e in EDGES:
+        for e in APPLIANCES:
             services.append(start(e.name, ["edge", "serve", "-c", str(data / e.name / "edge.toml")],
                                   data / f"{e.name}.log"))  # fmt: skip
         steering = start("steering", ["steering", "serve", "-c", str(data / "steering.toml")],
                          data / "steering.log")  # fmt: skip
         services.append(steering)
-        contents = [c for c in samples if c in {f for e in EDGES for f in e.files}]
-        wait_for_fleet(steering.url, contents)
-        shown: list[str] = [c for c in ("sample-64m.bin", "testcard.mp4") if c in contents]
-        answer = steer(steering.url, shown)
+        wait_until_up(control.url, data, [e.name for e in APPLIANCES])
+
+        print(f"\nThe night: plan tomorrow's files from {HISTORY_DAYS} days of viewing records")
+        print(f"  edgefleet fill plan --catalog-index {data / ORIGIN.name / 'index'} \\")
+        print(f"      --popularity {data / 'popularity.csv'} --control {control.url} \\")
+        print("      --popularity-per-copy 4000 --publish\n")
+        for line in plan_night(data, control.url).splitlines():
+            print(f"  {line}")
+        print(
+            "\n...and fill every edge from its manifest (peers, then the other site, then origin)"
+        )
+        print(
+            f"  edgefleet fill run --now -c {data / EDGES[0].name / 'fill.toml'}   # on each edge\n"
+        )
+        for name, summary in fill_edges(data).items():
+            print(f"  {name:<7} {summary}")
+
+        shown: list[str] = [c for c in ("sample-8m.bin", "testcard.mp4") if c in samples]
+        answer = wait_for_fleet(steering.url, shown)
         _show(data, services, steering.url, shown, answer)
         if args.check:
             first = answer["results"][0]["urls"][0]["url"]
             status, n = fetch_range(first)
             print(f"check: first URL -> {status}, {n} bytes")
-            return 0 if status == 206 and n == 65536 else 1
+            classes = [r["class"] for r in answer["results"]]
+            print(f"check: answer classes {', '.join(classes)}")
+            if args.scrape:
+                scrape_all(services, Path(args.scrape))
+            return 0 if status == 206 and n == 65536 and set(classes) == {"local"} else 1
         print("\nCtrl-C stops the fleet (each edge drains first).\n", flush=True)
         while all(s.proc.poll() is None for s in services):
             time.sleep(0.5)
@@ -286,14 +412,24 @@ def main(argv: list[str] | None = None) -> int:
         _stop(services)
 
 
+def scrape_all(services: list[Service], out: Path) -> None:
+    """Save each service's /metrics as DIR/<name>.prom (the dashboard test reads them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for s in services:
+        with urllib.request.urlopen(f"{s.url}/metrics", timeout=5) as resp:
+            (out / f"{s.name}.prom").write_bytes(resp.read())
+
+
 def _show(
     data: Path, services: list[Service], steering: str, shown: list[str], answer: dict[str, Any]
 ) -> None:
-    print("\nedgefleet demo: a fleet of 3 edges in 2 sites is running\n")
+    print(f"\nedgefleet demo: a fleet of {len(EDGES)} edges in 2 sites and an origin is running\n")
     for s in services:
         print(f"  {s.name:<9} {s.url:<24} pid {s.proc.pid:<7} log {data / (s.name + '.log')}")
     print(f"\n  topology  {data / 'topology.toml'}")
-    print("            ams1 serves 127.0.0.0/25 (ams1-a, ams1-b); lon1 127.0.0.128/25 (lon1-a)")
+    print("            ams1 serves 127.0.0.0/25 (ams1-a, ams1-b); lon1 127.0.0.128/25 (lon1-a);")
+    print("            origin-1 holds the catalog and feeds the fills, never players")
+    print(f"  plan      {data / 'plan' / 'report.json'} and manifests/")
     print("\nAsk steering where a player at 127.0.0.1 should fetch files:")
     body = json.dumps({"client_ip": CLIENT_IP, "content_ids": shown, "max_urls": 3})
     print(f"  curl -s {steering}/v1/steer -H 'Content-Type: application/json' -d '{body}'")
@@ -309,8 +445,12 @@ def _show(
     with contextlib.suppress(ValueError):
         cli = cli.relative_to(Path.cwd())
     token = f"$({cli} control token admin -c {data / 'control.toml'})"
-    print("\nFleet state (control's view of every appliance):")
+    print("\nFleet state (control's view of every appliance) and an appliance's manifest:")
     print(f'  curl -s -H "Authorization: Bearer {token}" {services[0].url}/v1/appliances')
+    print(
+        f'  curl -s -H "Authorization: Bearer {token}" '
+        f"{services[0].url}/v1/appliances/{EDGES[0].name}/manifest"
+    )
 
 
 def _stop(services: list[Service]) -> None:

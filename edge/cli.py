@@ -1,4 +1,4 @@
-"""`edgefleet edge …`: serve, import, sign, keygen, check-config."""
+"""`edgefleet edge …`: serve, init, import, sign, keygen, check-config."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="override listen.port (0 picks a free port)")
     serve.add_argument("--host", help="override listen.host")
     serve.add_argument("--workers", type=int, help="override workers (0: one per core)")
+
+    init = sub.add_parser(
+        "init", help="prepare a new appliance: an empty index and every disk marked as ours"
+    )
+    init.add_argument("--config", "-c", required=True)
 
     imp = sub.add_parser("import", help="copy a directory of files onto the disks and index them")
     imp.add_argument("directory")
@@ -75,6 +80,8 @@ def main(argv: list[str]) -> int:
             return _serve(conf)
         if args.command == "import":
             return _import(conf, args)
+        if args.command == "init":
+            return _init(conf)
         if args.command == "sign":
             return _sign(conf, args)
     except ConfigError as exc:
@@ -91,6 +98,29 @@ def _serve(conf: edge_config.EdgeConfig) -> int:
     except StartupError as exc:
         print(f"edgefleet edge: cannot start: {exc}", file=sys.stderr)
         return 1
+
+
+def _init(conf: edge_config.EdgeConfig) -> int:
+    """An appliance that starts empty (and is filled by `edgefleet fill run`): create its index
+    and give each disk its id file. Idempotent: what exists is kept as it is."""
+    from edge.disks import DiskError, open_disk
+    from edge.index import ContentIndex, IndexError_
+
+    try:
+        disks = [open_disk(root, create=True) for root in conf.disks]
+        index = ContentIndex(conf.index)
+        try:
+            files, total = index.stats()
+        finally:
+            index.close()
+    except (IndexError_, DiskError) as exc:
+        print(f"edgefleet edge init: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"index {conf.index}: {files} files ({total:,} bytes); disks: "
+        + ", ".join(f"{d.root} ({d.disk_id})" for d in disks)
+    )
+    return 0
 
 
 def _import(conf: edge_config.EdgeConfig, args: argparse.Namespace) -> int:

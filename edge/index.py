@@ -116,7 +116,8 @@ class ContentIndex:
                 readahead=False,
             )
         except lmdb.Error as exc:
-            raise IndexError_(f"cannot open index at {self.path}: {exc}") from None
+            hint = " (a new appliance: run 'edgefleet edge init')" if readonly else ""
+            raise IndexError_(f"cannot open index at {self.path}: {exc}{hint}") from None
         try:
             self._content = self.env.open_db(b"content", create=not readonly)
             self._meta = self.env.open_db(b"meta", create=not readonly)
@@ -124,7 +125,8 @@ class ContentIndex:
         except lmdb.Error as exc:
             self.env.close()
             raise IndexError_(
-                f"index at {self.path} is not initialised (run 'edgefleet edge import'): {exc}"
+                f"index at {self.path} is not initialised "
+                f"(run 'edgefleet edge init' or 'edgefleet edge import'): {exc}"
             ) from None
         if not readonly:
             with self.env.begin(write=True, db=self._meta) as txn:

@@ -86,7 +86,7 @@ class Supervisor:
         if not open_disks(self.config.disks):
             raise StartupError(
                 f"none of the disks {list(self.config.disks)} is an edgefleet disk "
-                "(run 'edgefleet edge import' first)"
+                "(run 'edgefleet edge init' for an empty appliance, or 'edgefleet edge import')"
             )
         os.makedirs(os.path.join(self.config.runtime_dir, "metrics"), exist_ok=True)
 

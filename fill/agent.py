@@ -266,6 +266,7 @@ class Tally:
     bytes_to_go: int = 0
     by_source: dict[str, int] = field(default_factory=dict)  # files fetched per source
     errors: dict[str, int] = field(default_factory=dict)  # failed attempts per source
+    misses: dict[str, int] = field(default_factory=dict)  # 404s: the source lacks the file
     dropped: int = 0  # index records dropped by reconcile
     cut: str = ""  # why the run stopped before the fill was done ("window ended", ...)
 
@@ -274,10 +275,12 @@ class Tally:
         rate = self.bytes_done / max(seconds, 1e-9) / 1e6
         sources = ", ".join(f"{k}={v}" for k, v in sorted(self.by_source.items())) or "-"
         errors = ", ".join(f"{k}={v}" for k, v in sorted(self.errors.items())) or "-"
+        misses = ", ".join(f"{k}={v}" for k, v in sorted(self.misses.items()))
+        missed = f"; not yet at: {misses}" if misses else ""
         end = f" ({self.cut}; the rest resumes next run)" if self.cut else ""
         return (
             f"fill: {self.added} added, {self.deleted} deleted, {self.failed} failed, "
             f"{self.dropped} dropped by reconcile, {self.bytes_done / 1e6:,.1f} MB in "
             f"{seconds:.1f} s ({rate:,.1f} MB/s), {self.bytes_to_go / 1e6:,.1f} MB to go; "
-            f"sources: {sources}; errors: {errors}{end}"
+            f"sources: {sources}{missed}; errors: {errors}{end}"
         )

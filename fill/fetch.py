@@ -54,6 +54,11 @@ class SourceError(Exception):
     """A source answered, but not with the file asked for."""
 
 
+class SourceMiss(SourceError):
+    """The source does not hold the file (404): a peer that has not fetched it yet tonight.
+    Normal while a site fills in parallel, so it is counted apart from errors."""
+
+
 @dataclass
 class Outcome:
     """How one file's fetch ended."""
@@ -79,6 +84,7 @@ class Fetcher:
         url_ttl_s: int = 300,
         on_bytes: Callable[[int], None] = lambda n: None,
         on_error: Callable[[str, str], None] = lambda source, why: None,
+        on_miss: Callable[[str], None] = lambda source: None,
         install_thread: Executor | None = None,
     ) -> None:
         self.session = session
@@ -95,6 +101,7 @@ class Fetcher:
         self.url_ttl_s = url_ttl_s
         self.on_bytes = on_bytes
         self.on_error = on_error
+        self.on_miss = on_miss
         self.in_flight: dict[str, PartFile] = {}  # content id → its open partial file
 
     async def _disk(self, fn: Callable[..., T], *args: Any) -> T:
@@ -152,6 +159,11 @@ class Fetcher:
                     resumed_from = part.written
                     try:
                         await self._download(source, file, part)
+                    except SourceMiss:
+                        last = f"{source.name}: not there (404)"
+                        log.info("fill: %s not at %s yet, trying the next source", cid, source.name)
+                        self.on_miss(source.name)
+                        break
                     except (aiohttp.ClientError, TimeoutError, SourceError) as exc:
                         last = f"{source.name}: {_describe(exc)}"
                         self._error(source.name, cid, _describe(exc))
@@ -195,6 +207,8 @@ class Fetcher:
             else:
                 start = 0 if resp.status == 200 else None
             if start is None:
+                if resp.status == 404:
+                    raise SourceMiss("HTTP 404")
                 raise SourceError(f"HTTP {resp.status} {resp.reason or ''}".strip())
             if start == 0 and offset:
                 await self._disk(part.restart)  # a 200 to a Range request: the whole file

@@ -306,20 +306,29 @@ def plan_fleet(
     return FleetPlan(catalog, fleet, tuple(results), max_sources)
 
 
+def human_bytes(n: float) -> str:
+    """Bytes in decimal units, three significant digits: 981 kB, 48.2 MB, 26.4 TB."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 999.5 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" or abs(n) >= 99.95 else f"{n:.3g} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
 def report_table(report: Mapping[str, Any]) -> str:
     """The plan report as a fixed-width table, one line per site."""
     header = (
-        f"{'site':<12} {'files':>9} {'stored TB':>10} {'offload':>8} {'bound':>7} "
-        f"{'tonight':>8} {'adds':>7} {'add TB':>7} {'deletes':>8} {'del TB':>7} "
+        f"{'site':<12} {'files':>9} {'stored':>9} {'offload':>8} {'bound':>7} "
+        f"{'tonight':>8} {'adds':>7} {'add':>9} {'deletes':>8} {'deleted':>9} "
         f"{'deferred':>8} {'fill h':>7} {'window h':>8}"
     )
     lines = [header]
     for row in report["sites"]:
         lines.append(
-            f"{row['site']:<12} {row['files']:>9} {row['stored_bytes'] / 1e12:>10.2f} "
+            f"{row['site']:<12} {row['files']:>9} {human_bytes(row['stored_bytes']):>9} "
             f"{row['predicted_offload']:>8.2%} {row['offload_upper_bound']:>7.2%} "
-            f"{row['offload_tonight']:>8.2%} {row['adds']:>7} {row['add_bytes'] / 1e12:>7.2f} "
-            f"{row['deletes']:>8} {row['delete_bytes'] / 1e12:>7.2f} {row['deferred']:>8} "
+            f"{row['offload_tonight']:>8.2%} {row['adds']:>7} {human_bytes(row['add_bytes']):>9} "
+            f"{row['deletes']:>8} {human_bytes(row['delete_bytes']):>9} {row['deferred']:>8} "
             f"{row['fill_time_s'] / 3600:>7.2f} {row['fill_window_s'] / 3600:>8.1f}"
         )
     return "\n".join(lines)

@@ -131,6 +131,7 @@ class Status:
             "bytes_done": self.tally.bytes_done,
             "rate_bytes_per_second": round(self.rate, 1) if running else 0.0,
             "errors": dict(self.tally.errors),
+            "misses": dict(self.tally.misses),
             "added": self.tally.added,
             "deleted": self.tally.deleted,
             "failed": self.tally.failed,
@@ -307,6 +308,9 @@ async def _download(
     def on_error(source: str, why: str) -> None:
         tally.errors[source] = tally.errors.get(source, 0) + 1
 
+    def on_miss(source: str) -> None:
+        tally.misses[source] = tally.misses.get(source, 0) + 1
+
     rate = RateLimit(conf.rate_cap_bytes_per_s) if conf.rate_cap_bytes_per_s > 0 else None
     fetcher = Fetcher(
         session,
@@ -318,6 +322,7 @@ async def _download(
         url_ttl_s=conf.url_ttl_s,
         on_bytes=on_bytes,
         on_error=on_error,
+        on_miss=on_miss,
         install_thread=threads[1],
     )
     status.in_flight = lambda: sum(p.written for p in list(fetcher.in_flight.values()))

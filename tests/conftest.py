@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,3 +31,21 @@ def edge_factory(tmp_path: Path) -> Iterator[Callable[..., EdgeProcess]]:
     yield make
     for edge in started:
         edge.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`make demo` once per test session, as a user runs it (free ports, then stopped):
+    (its data directory, everything it printed). The services' /metrics are saved under
+    data/metrics/ just before it stops."""
+    data = tmp_path_factory.mktemp("demo")
+    result = subprocess.run(
+        [sys.executable, "-m", "demo.fleet", "--data-dir", str(data), "--ports", "any",
+         "--check", "--scrape", str(data / "metrics")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return data, result.stdout

@@ -1,26 +1,56 @@
-"""`make demo` is a user's first impression: the fleet starts, steers, serves, and stops."""
+"""`make demo` is a user's first impression: the night's plan and fills run, steering sends
+players to the filled files, and everything stops cleanly."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 
-def test_demo_fleet_steers_to_urls_that_play_and_stops_cleanly(tmp_path: Path) -> None:
+def test_demo_plans_fills_steers_to_urls_that_play_and_stops(demo_run: tuple[Path, str]) -> None:
+    data, out = demo_run
+    assert "a fleet of 3 edges in 2 sites and an origin is running" in out
+    for name in ("control", "steering", "origin-1", "ams1-a", "ams1-b", "lon1-a"):
+        assert f"  {name}" in out
+    # The plan: one row per edge site, published to control.
+    assert re.search(r"^  ams1 +\d+ ", out, re.M) and re.search(r"^  lon1 +\d+ ", out, re.M)
+    assert "published generation" in out
+    # The fills: every edge got files, none failed, the origin served some.
+    fills = re.findall(r"^  (\S+) +fill: (\d+) added, \d+ deleted, (\d+) failed.*$", out, re.M)
+    assert {name for name, _, _ in fills} == {"ams1-a", "ams1-b", "lon1-a"}
+    assert all(int(added) > 0 and failed == "0" for _, added, failed in fills), fills
+    assert "origin-1=" in out
+    # Steering sends the player to its own site, and the first URL plays.
+    assert "curl -s http://127.0.0.1:" in out and "/v1/steer" in out
+    assert "check: first URL -> 206, 65536 bytes" in out
+    assert "check: answer classes local, local" in out
+    assert out.rstrip().endswith("edgefleet demo: stopped")
+    # What the plan promised is what the edges hold: manifests on disk match the report.
+    report = json.loads((data / "plan" / "report.json").read_text())
+    planned = {row["site"]: row["files"] for row in report["sites"]}
+    assert set(planned) == {"ams1", "lon1"}
+
+
+def test_a_second_demo_finds_nothing_to_change(demo_run: tuple[Path, str]) -> None:
+    """Same data, same popularity: the plan moves nothing and the fills have nothing to do."""
+    data, _ = demo_run
     result = subprocess.run(
-        [sys.executable, "-m", "demo.fleet", "--data-dir", str(tmp_path), "--ports", "any",
+        [sys.executable, "-m", "demo.fleet", "--data-dir", str(data), "--ports", "any",
          "--check"],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
         check=False,
     )  # fmt: skip
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    assert "a fleet of 3 edges in 2 sites is running" in out
-    for name in ("control", "steering", "ams1-a", "ams1-b", "lon1-a"):
-        assert f"  {name}" in out
-    assert "curl -s http://127.0.0.1:" in out and "/v1/steer" in out
-    assert "check: first URL -> 206, 65536 bytes" in out
-    assert out.rstrip().endswith("edgefleet demo: stopped")
+    fills = re.findall(r"^  \S+ +fill: (\d+) added, (\d+) deleted", out, re.M)
+    assert fills == [("0", "0")] * 3, out
+    rows = re.findall(r"^  (?:ams1|lon1) .*$", out, re.M)
+    assert len(rows) == 2
+    for row in rows:  # adds and deletes columns are 0
+        cols = row.split()
+        assert cols[7] == "0" and cols[10] == "0", row

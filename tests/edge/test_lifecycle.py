@@ -330,6 +330,28 @@ def test_missing_index_exits_1_with_one_line(tmp_path: Path, broken: str) -> Non
     assert result.stdout == ""
 
 
+def test_init_prepares_an_empty_appliance_that_then_serves(tmp_path: Path) -> None:
+    """A new appliance: no index, fresh disks. `edge init` makes it servable (empty, 404 for
+    everything) and leaves an existing index and disk ids alone when run again."""
+    edge = EdgeProcess(tmp_path / "edge", {})
+    shutil.rmtree(edge.root / "index")
+    shutil.rmtree(edge.root / "disk0")
+    refused = _serve_once(edge)
+    assert refused.returncode == 1 and "edgefleet edge init" in refused.stderr
+    init = [sys.executable, "-m", "edgefleet.cli", "edge", "init", "-c", str(edge.config_path)]
+    first = subprocess.run(init, capture_output=True, text=True, timeout=60, check=True)
+    assert "0 files" in first.stdout
+    disk_id = (edge.root / "disk0" / ".edgefleet-disk").read_text().strip()
+    again = subprocess.run(init, capture_output=True, text=True, timeout=60, check=True)
+    assert disk_id in again.stdout and "0 files" in again.stdout
+    edge.start()
+    try:
+        status, _, body = request(edge.port, edge.url("small.bin"))
+        assert (status, body) == (404, b"no such content\n")
+    finally:
+        edge.stop()
+
+
 def test_workers_follow_a_killed_supervisor(edge_factory: Callable[..., EdgeProcess]) -> None:
     """SIGKILL on the supervisor must not leave orphan workers serving."""
     edge = edge_factory({"a.bin": b"x" * 1000}, workers=2)

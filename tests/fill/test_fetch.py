@@ -67,10 +67,16 @@ async def fetch_all(
     rate: float = 0.0,
     parallel: int = 1,
     timeout_s: float = 5.0,
+    misses: dict[str, int] | None = None,
 ) -> tuple[list[Outcome], dict[str, int], int]:
-    """Run the fetcher over *jobs*: (outcomes, errors by source, bytes received)."""
+    """Run the fetcher over *jobs*: (outcomes, errors by source, bytes received); 404s are
+    counted in *misses* when given."""
     errors: dict[str, int] = {}
     received = [0]
+    missed = misses if misses is not None else {}
+
+    def on_miss(source: str) -> None:
+        missed[source] = missed.get(source, 0) + 1
 
     def on_error(source: str, why: str) -> None:
         errors[source] = errors.get(source, 0) + 1
@@ -90,6 +96,7 @@ async def fetch_all(
                 timeout_s=timeout_s,
                 on_bytes=on_bytes,
                 on_error=on_error,
+                on_miss=on_miss,
             )
             sem = asyncio.Semaphore(parallel)
 
@@ -130,6 +137,20 @@ def test_peer_down_escalates_to_origin(
     assert errors == {"peer": len(FILES)}
     for cid, data in FILES.items():
         assert installed(installer, cid) == data
+
+
+def test_a_peer_without_the_file_yet_is_a_miss_not_an_error(
+    tmp_path: Path, keyring: Keyring, edges: list[EdgeProcess], installer: Installer
+) -> None:
+    """Peers fill in parallel: a 404 from one is normal, and is told apart from failures."""
+    peer = start_edge(tmp_path, "peer", keyring, edges, {})
+    origin = start_edge(tmp_path, "origin", keyring, edges, FILES)
+    jobs = [(mfile(cid), [src("peer", peer), src("origin", origin)], None) for cid in FILES]
+    misses: dict[str, int] = {}
+    outcomes, errors, _ = asyncio.run(fetch_all(installer, keyring, jobs, misses=misses))
+    assert [o.source for o in outcomes] == ["origin"] * len(FILES)
+    assert errors == {}
+    assert misses == {"peer": len(FILES)}
 
 
 def test_corrupted_source_fails_its_checksum_and_is_never_installed(
