@@ -479,7 +479,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report["detail_table"])
     for warning in warnings:
         print(f"WARNING: {warning}")
-    print(f"\nwritten: {md.relative_to(HERE.parent)}, {js.relative_to(HERE.parent)}")
+    written = [md, js]
+    try:
+        from bench.plots import plot_edge_run  # matplotlib: the bench extra
+
+        written.append(plot_edge_run(js))
+    except ImportError as exc:
+        print(f"no plot ({exc}): pip install -e '.[bench]'")
+    print("\nwritten: " + ", ".join(str(p.relative_to(HERE.parent)) for p in written))
     return 1 if warnings else 0
 
 
