@@ -10,7 +10,7 @@ import pytest
 
 from edge import config as edge_config
 from edge.config import EdgeConfig
-from edgefleet.config import ConfigError, from_mapping, load
+from edgefleet.config import ConfigError, from_mapping, key_line, load
 
 
 @dataclass(frozen=True)
@@ -237,3 +237,64 @@ def test_timeouts_accept_integers(tmp_path: Path) -> None:
     conf = edge_config.load(write(tmp_path, MINIMAL + "[limits]\nsend_timeout_s = 5\n"))
     assert conf.limits.send_timeout_s == 5.0
     assert isinstance(conf, EdgeConfig)
+
+
+# -- line numbers ---------------------------------------------------------------------------
+
+EDGE_TEXT = """\
+# an edge
+index = "index"
+disks = ["d0", 3]
+workers = 1
+
+[listen]
+port = 8080
+
+[limits]
+max_header_bytes = 8192
+send_timeout_s = "soon"
+"""
+
+
+@pytest.mark.parametrize(
+    ("key", "line"),
+    [
+        ("index", 2),
+        ("disks[1]", 3),
+        ("listen.port", 7),
+        ("limits.send_timeout_s", 11),
+        ("limits", 9),
+        ("listen.nope", None),
+        ("nowhere", None),
+    ],
+)
+def test_key_line_finds_the_line_of_a_dotted_key(key: str, line: int | None) -> None:
+    assert key_line(EDGE_TEXT, key) == line
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[limits]\nsend_timeout_s = "soon"\n', ":2: 'limits.send_timeout_s' must be float"),
+        ("workers = 1\n\n[listen]\nprot = 1\n", ":4: unknown key 'listen.prot'"),
+        ('disks = ["a", 3]\n', ":1: 'disks[1]' must be str"),
+        ("\n\n[limits]\nmax_ranges = 0\n", ":4: 'limits.max_ranges' must be"),
+    ],
+)
+def test_errors_read_from_a_file_give_its_line(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "edge.toml"
+    head = 'index = "i"\n' if "disks" in text else 'disks = ["d"]\n'
+    path.write_text(head + text + '\n[tokens]\nkeyring = "keys.toml"\n')
+    with pytest.raises(ConfigError) as info:
+        edge_config.load(path)
+    message = str(info.value)
+    assert message.startswith(str(path) + ":"), message
+    line = int(expected.split(":")[1]) + 1  # one line was put in front
+    assert f"{path}:{line}: " + expected.split(": ", 1)[1] in message
+
+
+def test_an_override_has_no_line(tmp_path: Path) -> None:
+    path = tmp_path / "edge.toml"
+    path.write_text('disks = ["d"]\n')
+    with pytest.raises(ConfigError, match=r"edge\.toml: 'listen\.port' must be 0\.\.65535"):
+        edge_config.load(path, {"listen.port": 70000})
