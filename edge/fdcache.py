@@ -93,6 +93,10 @@ class FdCache:
         self.capacity = max(1, capacity)
         self._resolve = resolve_path
         self._entries: OrderedDict[bytes, OpenFile] = OrderedDict()
+        # Entries already checked against the index view in use, each holding a reference of
+        # its own: the fast path's whole lookup is one dictionary get. Emptied whenever the
+        # view changes (`view_changed`, at least once a second) or the entry leaves the cache.
+        self.hot: dict[bytes, OpenFile] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -117,15 +121,27 @@ class FdCache:
         entry.refs += 1
         return entry
 
-    def peek(self, key: bytes, raw_record: bytes) -> OpenFile | None:
-        """The cached open file for *key* if it is current, with a reference taken; else None
-        (the fast path then falls back to `acquire`)."""
+    def current(self, key: bytes, raw_record: bytes) -> OpenFile | None:
+        """The cached open file for *key* if it is at the generation of *raw_record*, now also
+        in `hot`; else None (the fast path then falls back to `acquire`). No reference is
+        taken for the caller: `hot` holds one until the view changes, so a caller that is done
+        before returning to the event loop needs none (take one to keep it longer)."""
         entry = self._entries.get(key)
         if entry is None or entry.generation != _GEN_AT_16.unpack_from(raw_record, 16)[0]:
             return None
         self._entries.move_to_end(key)
-        entry.refs += 1
+        if key not in self.hot:
+            entry.refs += 1
+            self.hot[key] = entry
         return entry
+
+    def view_changed(self) -> None:
+        """The index view moved on: entries must be checked against it again."""
+        hot = self.hot
+        if hot:
+            self.hot = {}
+            for entry in hot.values():
+                entry.release()
 
     def invalidate(self, key: bytes) -> None:
         """Forget *key* (its file failed while being served)."""
@@ -138,6 +154,9 @@ class FdCache:
             self._drop(key)
 
     def _drop(self, key: bytes) -> None:
+        hot = self.hot.pop(key, None)
+        if hot is not None:
+            hot.release()
         self._entries.pop(key).release()
 
     def _open(self, record: ContentRecord) -> int:

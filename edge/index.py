@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import struct
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -302,6 +302,7 @@ class ReadView:
     def __init__(self, index: ContentIndex) -> None:
         self._index = index
         self._txn = index._begin(db=index._content)
+        self.on_refresh: Callable[[], None] | None = None  # told after every refresh
 
     def get_raw(self, key: bytes) -> bytes | None:
         """The packed record for the utf-8 key, refreshing once on a miss."""
@@ -315,6 +316,8 @@ class ReadView:
         """See the index as it is now."""
         self._txn.abort()
         self._txn = self._index._begin(db=self._index._content)
+        if self.on_refresh is not None:
+            self.on_refresh()
 
     def close(self) -> None:
         """End the transaction (before closing the index)."""

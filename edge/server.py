@@ -431,12 +431,15 @@ class EdgeProtocol(asyncio.Protocol):
             self.last_cid = cid
             self.last_expiry = expiry
             self.last_seen = worker.tokens_seen
-        raw = worker.view.get_raw(cid)
-        if raw is None:
-            return False
-        entry = worker.fdcache.peek(cid, raw)
+        entry = worker.fdcache.hot.get(cid)
         if entry is None:
-            return False
+            raw = worker.view.get_raw(cid)
+            if raw is None:
+                return False
+            entry = worker.fdcache.current(cid, raw)
+            if entry is None:
+                return False
+        # No reference is taken unless the response outlives this call (see FdCache.current).
         size = entry.size
         keep_alive = keep_alive and not self.draining
         if keep_alive and (self.saw_connection if req is None else not req.minor):
@@ -457,11 +460,9 @@ class EdgeProtocol(asyncio.Protocol):
             single = SINGLE_RANGE.fullmatch(rng)
             first = -1 if single is None else int(single[1])
             if first < 0 or first >= size:
-                entry.release()
                 return False
             last = int(single[2]) if single[2] else size - 1  # type: ignore[index]
             if last < first:
-                entry.release()
                 return False
             if last >= size:
                 last = size - 1
@@ -491,7 +492,6 @@ class EdgeProtocol(asyncio.Protocol):
                 pass
         if sent == hlen + count:
             # Done at once, the common case: account for it here (what _response_done does).
-            entry.release()
             now = time.monotonic()
             stats = worker.stats
             counts = stats.requests
@@ -520,6 +520,7 @@ class EdgeProtocol(asyncio.Protocol):
             req = self._request_now(keep_alive)
         self.resp_req = req
         self.resp_keep_alive = keep_alive
+        entry.refs += 1  # the rest is sent later: keep the descriptor open until then
         self.resp_file = entry
         self.resp_status = status
         self.resp_sent = sent

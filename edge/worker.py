@@ -60,6 +60,7 @@ class Worker:
         self.disks: dict[str, Disk] = {}
         self.disk_state: list[tuple[str, str, int | None, int | None]] = []
         self.fdcache = FdCache(config.fd_cache_size, self._path_of)
+        self.view.on_refresh = self.fdcache.view_changed
         self.check_disks()
         self.keyring: Keyring | None = None
         if config.tokens.required:

@@ -219,3 +219,55 @@ def test_capacity_is_at_least_one(app: Appliance) -> None:
     assert app.acquire(cache, "a") is entry
     entry.release()
     cache.clear()
+
+
+# -- the fast path's hot entries ------------------------------------------------------------
+
+
+def test_current_entries_go_hot_and_leave_when_the_view_changes(app: Appliance) -> None:
+    app.install("a.bin", b"abc")
+    cache = app.cache()
+    assert cache.current(b"a.bin", app.raw("a.bin")) is None  # not opened yet: general path
+    entry = app.acquire(cache, "a.bin")
+    entry.release()  # the general path's response is done
+    assert cache.current(b"a.bin", app.raw("a.bin")) is entry
+    assert cache.hot == {b"a.bin": entry}
+    cache.view_changed()
+    assert cache.hot == {}
+    assert is_open(entry.fd)  # still cached
+
+
+def test_a_hot_entry_evicted_stays_open_until_the_view_changes(app: Appliance) -> None:
+    for name in ("a.bin", "b.bin"):
+        app.install(name, name.encode())
+    cache = app.cache(capacity=1)
+    app.acquire(cache, "a.bin").release()
+    hot = cache.current(b"a.bin", app.raw("a.bin"))
+    assert hot is not None
+    app.acquire(cache, "b.bin").release()  # evicts a.bin from the LRU...
+    assert b"a.bin" not in cache.hot  # ...and from the hot entries
+    assert not is_open(hot.fd)  # nobody holds it any more
+
+
+def test_a_new_generation_is_not_current(app: Appliance) -> None:
+    app.install("a.bin", b"one")
+    cache = app.cache()
+    app.acquire(cache, "a.bin").release()
+    old_raw = app.raw("a.bin")
+    app.install("a.bin", b"two")
+    assert cache.current(b"a.bin", app.raw("a.bin")) is None
+    assert cache.current(b"a.bin", old_raw) is not None
+
+
+def test_an_in_flight_reference_outlives_the_hot_one(app: Appliance) -> None:
+    app.install("a.bin", b"abc")
+    cache = app.cache(capacity=1)
+    app.acquire(cache, "a.bin").release()
+    entry = cache.current(b"a.bin", app.raw("a.bin"))
+    assert entry is not None
+    entry.refs += 1  # a response that will finish later (what the server does)
+    cache.clear()
+    cache.view_changed()
+    assert is_open(entry.fd)
+    entry.release()
+    assert not is_open(entry.fd)
