@@ -94,7 +94,28 @@ def _parser() -> argparse.ArgumentParser:
         pass
     else:
         add_run_parser(sub)
+    check = sub.add_parser(
+        "check-config", help="validate a fill agent config (and the edge config it names)"
+    )
+    check.add_argument("config")
     return parser
+
+
+def check_main(path: str) -> int:
+    """`edgefleet fill check-config FILE`: load and validate, start nothing."""
+    from edgefleet.config import ConfigError
+    from fill import agentconfig
+
+    try:
+        settings = agentconfig.load(path)
+    except ConfigError as exc:
+        print(f"edgefleet fill check-config: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{path}: ok (appliance {settings.appliance}, control {settings.control_url or '-'}, "
+        f"edge config {settings.fill.edge_config})"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "plan":
         return plan_main(args)
+    if args.command == "check-config":
+        return check_main(args.config)
     from fill.cli_run import run_main
 
     code: int = run_main(args)

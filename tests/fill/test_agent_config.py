@@ -74,3 +74,23 @@ def test_appliance_is_required_somewhere(tmp_path: Path) -> None:
     fill.write_text('edge_config = "edge.toml"\n')
     with pytest.raises(ConfigError, match="'appliance' is required"):
         agentconfig.load(fill)
+
+
+def test_check_config_command(tmp_path: Path) -> None:
+    """`edgefleet fill check-config`: ok and exit 0, or the bad key with its line and exit 2."""
+    import subprocess
+    import sys
+
+    write_edge(
+        tmp_path, '[control]\nurl = "http://ctl:1"\nappliance = "ams1-a"\nsecret_file = "s"\n'
+    )
+    fill = tmp_path / "fill.toml"
+    fill.write_text('edge_config = "edge.toml"\n')
+    cmd = [sys.executable, "-m", "edgefleet.cli", "fill", "check-config", str(fill)]
+    good = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert good.returncode == 0, good.stderr
+    assert "ok (appliance ams1-a" in good.stdout
+    fill.write_text('edge_config = "edge.toml"\n\nparallel_downloads = "4"\n')
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2
+    assert f"{fill}:3: 'parallel_downloads' must be int" in bad.stderr
