@@ -328,8 +328,13 @@ def fill_edges(data: Path) -> dict[str, str]:
     return summaries
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a script, a service manager) stops the fleet like Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo fleet."""
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(prog="make demo")
     parser.add_argument("--data-dir", default="demo-data")
     parser.add_argument(

@@ -54,3 +54,33 @@ def test_a_second_demo_finds_nothing_to_change(demo_run: tuple[Path, str]) -> No
     for row in rows:  # adds and deletes columns are 0
         cols = row.split()
         assert cols[7] == "0" and cols[10] == "0", row
+
+
+def test_sigterm_stops_the_demo_and_every_service(demo_run: tuple[Path, str]) -> None:
+    """Started by a script (no terminal for Ctrl-C), the demo stops cleanly on SIGTERM."""
+    import signal
+    import time
+
+    import psutil
+
+    data, _ = demo_run
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demo.fleet", "--data-dir", str(data), "--ports", "any"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        if "Ctrl-C stops the fleet" in line:
+            break
+        assert time.monotonic() < deadline, "the demo never came up"
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert len(children) >= 6  # control, steering, origin, 3 edges (and their workers)
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest
+    assert rest.rstrip().endswith("edgefleet demo: stopped")
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, alive
