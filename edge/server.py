@@ -88,6 +88,7 @@ class Request:
 
     __slots__ = (
         "conditional",
+        "delayed",
         "headers",
         "keep_alive",
         "method",
@@ -115,6 +116,7 @@ class Request:
         self.received = received
         self.conditional = conditional  # an If-* header is present
         self.try_fast = True  # False: the fast path already declined it
+        self.delayed = False  # the fault-delay switch already held it back
 
 
 class EdgeProtocol(asyncio.Protocol):
@@ -139,6 +141,7 @@ class EdgeProtocol(asyncio.Protocol):
         self.reading_paused = False
         self.waiting_writable = False
         self.draining = False
+        self.delaying = False  # a fault-delay timer is pending (see _next)
         # Per-request state (parsing)
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
@@ -304,6 +307,7 @@ class EdgeProtocol(asyncio.Protocol):
             and not self.closed
             and method == b"GET"
             and not (self.saw_connection and parser.should_upgrade())
+            and not self.worker.delay_s
         ):
             # Nothing is ahead of this request: the common one is answered right here, with
             # no Request object and no queue (the fast path sends from inside the parser's
@@ -340,7 +344,16 @@ class EdgeProtocol(asyncio.Protocol):
 
     def _next(self) -> None:
         """Answer queued requests in order until one has to wait for the socket."""
+        if self.delaying:
+            return
         while self.queue and not self.out and not self.closed:
+            head = self.queue[0]
+            if self.worker.delay_s and isinstance(head, Request) and not head.delayed:
+                # The fault-delay switch (edge.worker.read_delay_switch): hold the answer back.
+                head.delayed = True
+                self.delaying = True
+                self.loop.call_later(self.worker.delay_s, self._delay_over)
+                return
             item = self.queue.popleft()
             if isinstance(item, tuple):
                 self.resp_req = None
@@ -371,6 +384,11 @@ class EdgeProtocol(asyncio.Protocol):
             elif self.reading_paused and not self.waiting_writable:
                 self.reading_paused = False
                 self.transport.resume_reading()
+
+    def _delay_over(self) -> None:
+        self.delaying = False
+        if not self.closed:
+            self._next()
 
     def _request_failed(self) -> bool:
         """A bug or an index failure costs this request, never the worker: a 500 when nothing

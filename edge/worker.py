@@ -9,6 +9,7 @@ import secrets
 import signal
 import socket
 import time
+from pathlib import Path
 
 from edge.accesslog import AccessLog
 from edge.config import EdgeConfig
@@ -48,6 +49,20 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+DELAY_SWITCH = "fault-delay-ms"
+
+
+def read_delay_switch(runtime_dir: str) -> float:
+    """Seconds every response is held back: the integer in `<runtime_dir>/fault-delay-ms`, or 0
+    without the file. A switch for chaos drills and tests (a slow appliance); the runtime
+    directory is writable only by the service's user. Read once a second, off the hot path."""
+    try:
+        text = Path(runtime_dir, DELAY_SWITCH).read_text().strip()
+    except OSError:
+        return 0.0
+    return int(text) / 1000 if text.isdigit() else 0.0
+
+
 class Worker:
     """State shared by the connections of one worker process."""
 
@@ -76,6 +91,8 @@ class Worker:
         # Body bytes served per content id since the last spool (the fleet's own popularity):
         # the server adds to it when a content response completes (edge.popularity).
         self.served: dict[bytes, int] = {}
+        # Fault injection for drills and tests (edge.server): every response waits this long.
+        self.delay_s = read_delay_switch(config.runtime_dir)
         previous = read_json(worker_file(config.runtime_dir, slot))
         if previous is not None:
             self.stats.resume_from(previous)
@@ -104,6 +121,7 @@ class Worker:
         for conn in list(self.connections):
             conn.expire(now)
         self.check_disks()
+        self.delay_s = read_delay_switch(self.config.runtime_dir)
         self.flush_stats()
         self.flush_served()
         if self.access_log is not None:

@@ -368,3 +368,29 @@ def test_workers_follow_a_killed_supervisor(edge_factory: Callable[..., EdgeProc
         for p in workers
         if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
     ]
+
+
+def test_the_fault_delay_switch_slows_every_response_until_removed(
+    edge_factory: Callable[..., EdgeProcess],
+) -> None:
+    """Chaos drills make one appliance slow by writing <runtime_dir>/fault-delay-ms."""
+    edge = edge_factory({"small.bin": SMALL})
+    switch = edge.root / "run" / "fault-delay-ms"
+
+    def elapsed() -> float:
+        start = time.monotonic()
+        status, _, body = request(edge.port, edge.url("small.bin"))
+        assert (status, body) == (200, SMALL)
+        return time.monotonic() - start
+
+    switch.write_text("1000\n")
+    wait_until(lambda: elapsed() >= 1.0, 10, "responses to be held back 1 s")
+    with edge.connect() as sock:  # the fast path (a token already seen) is held back too
+        reader = ResponseReader(sock)
+        for _ in range(2):
+            start = time.monotonic()
+            sock.sendall(f"GET {edge.url('small.bin')} HTTP/1.1\r\nHost: e\r\n\r\n".encode())
+            assert reader.next()[0] == 200
+            assert time.monotonic() - start >= 1.0
+    switch.unlink()
+    wait_until(lambda: elapsed() < 0.5, 10, "responses to be prompt again")
