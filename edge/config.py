@@ -60,6 +60,30 @@ class ControlLink:
 
 
 @dataclass(frozen=True)
+class ScrubConfig:
+    """The background re-hash of indexed files (edge.scrub)."""
+
+    enabled: bool = True
+    # Low by default: the scrub shares the disks with serving. 0 also disables it.
+    rate_bytes_per_s: int = 20_000_000
+    # Read around the page cache (O_DIRECT) so the bytes hashed are the device's, not a cached
+    # copy; filesystems that refuse O_DIRECT (tmpfs) fall back to buffered reads.
+    direct_io: bool = True
+
+
+@dataclass(frozen=True)
+class DiskWatchConfig:
+    """How a disk is declared failed and back (edge.diskwatch; docs/edge.md "Disks and scrub")."""
+
+    probe_interval_s: float = 1.0
+    # Consecutive failed probes (or scrub read errors without a good probe between them)
+    # before the disk is failed: one transient error must not empty a disk.
+    fail_after: int = 3
+    # Consecutive good probes before a failed disk is used again.
+    recover_after: int = 30
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     """Everything `edgefleet edge serve` needs."""
 
@@ -83,6 +107,8 @@ class EdgeConfig:
     tokens: TokenConfig = field(default_factory=TokenConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     control: ControlLink = field(default_factory=ControlLink)
+    scrub: ScrubConfig = field(default_factory=ScrubConfig)
+    diskwatch: DiskWatchConfig = field(default_factory=DiskWatchConfig)
 
     def validate(self) -> None:
         """Reject values that cannot work, naming the key."""
@@ -102,6 +128,13 @@ class EdgeConfig:
             raise ValueError(
                 "'control.appliance' and 'control.secret_file' are required with 'control.url'"
             )
+        if self.scrub.rate_bytes_per_s < 0:
+            raise ValueError("'scrub.rate_bytes_per_s' must be >= 0 (0 disables the scrub)")
+        if self.diskwatch.probe_interval_s <= 0:
+            raise ValueError("'diskwatch.probe_interval_s' must be positive")
+        for key in ("fail_after", "recover_after"):
+            if getattr(self.diskwatch, key) < 1:
+                raise ValueError(f"'diskwatch.{key}' must be at least 1")
         for key in ("header_timeout_s", "keep_alive_timeout_s", "send_timeout_s"):
             if getattr(self.limits, key) <= 0:
                 raise ValueError(f"'limits.{key}' must be positive")

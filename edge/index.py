@@ -190,6 +190,18 @@ class ContentIndex:
             for key, raw in txn.cursor():
                 yield decode(bytes(key).decode(), bytes(raw))
 
+    def record_after(self, content_id: str) -> ContentRecord | None:
+        """The first record whose id sorts after *content_id* ("" for the first), or None at
+        the end: a stable cursor over the index that survives changes made between calls."""
+        with self._begin(db=self._content) as txn:
+            cursor = txn.cursor()
+            key = content_id.encode()
+            if not cursor.set_range(key):
+                return None
+            if bytes(cursor.key()) == key and not cursor.next():
+                return None
+            return decode(bytes(cursor.key()).decode(), bytes(cursor.value()))
+
     def changes_since(self, generation: int) -> tuple[int, list[tuple[str, str]]] | None:
         """(current generation, [(op, content id)]) since *generation*; None when the log no
         longer reaches back that far (the caller must resync the whole inventory)."""
@@ -264,6 +276,38 @@ class ContentIndex:
         self._write(work)
         return removed[0] if removed else None
 
+    def delete_many(
+        self, content_ids: Iterable[str], *, generations: dict[str, int] | None = None
+    ) -> list[ContentRecord]:
+        """Remove several ids in one transaction (so one inventory delta lists them all); the
+        records removed. With *generations*, an id is removed only while its record still has
+        that generation: a file the fill agent replaced meanwhile is left alone."""
+        ids = list(content_ids)
+        removed: list[ContentRecord] = []
+
+        def work(txn: Any) -> None:
+            removed.clear()
+            gen = _u64(txn.get(b"generation", db=self._meta))
+            total = _u64(txn.get(b"bytes", db=self._meta))
+            for content_id in ids:
+                key = content_id.encode()
+                old = txn.get(key, db=self._content)
+                if old is None:
+                    continue
+                record = decode(content_id, bytes(old))
+                if generations is not None and generations.get(content_id) != record.generation:
+                    continue
+                gen += 1
+                total -= record.size
+                removed.append(record)
+                txn.delete(key, db=self._content)
+                txn.put(_GEN_KEY.pack(gen), b"-" + key, db=self._changes)
+            if removed:
+                self._finish(txn, gen, total)
+
+        self._write(work)
+        return list(removed)
+
     def _finish(self, txn: Any, gen: int, total: int) -> None:
         txn.put(b"generation", _U64.pack(gen), db=self._meta)
         txn.put(b"bytes", _U64.pack(max(total, 0)), db=self._meta)
@@ -287,6 +331,9 @@ class ContentIndex:
             except lmdb.MapFullError:
                 # Grow the map and retry the whole transaction (it was aborted).
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.MapResizedError:
+                # Another writer process (the fill agent, the edge's keeper) grew the map.
+                self.env.set_mapsize(0)
 
 
 class ReadView:

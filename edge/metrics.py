@@ -111,6 +111,11 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def keeper_file(runtime_dir: str | Path) -> Path:
+    """Where the keeper process (disk watch and scrub, edge.scrub) writes its status."""
+    return Path(runtime_dir) / "keeper.json"
+
+
 def fill_status_file(runtime_dir: str | Path) -> Path:
     """Where the fill agent (`edgefleet fill run`) writes its status, once a second."""
     return Path(runtime_dir) / "fill.json"
@@ -146,8 +151,10 @@ class EdgeCollector:
         disks: Iterable[tuple[str, str, int | None, int | None]],
         draining: bool,
         fill: dict[str, Any] | None = None,
+        keeper: dict[str, Any] | None = None,
     ) -> None:
         self.snapshots = snapshots
+        self.keeper = keeper  # the keeper's status file (see keeper_file), if any
         self.fill = fill  # the fill agent's status file (see fill_status_file), if any
         self.supervisor = supervisor or {}
         self.index_stats = index_stats
@@ -211,15 +218,59 @@ class EdgeCollector:
         free = GaugeMetricFamily(p + "disk_free_bytes", "Free bytes per disk", labels=["disk"])
         size = GaugeMetricFamily(p + "disk_size_bytes", "Size per disk", labels=["disk"])
         up = GaugeMetricFamily(p + "disk_up", "1 when the disk is usable", labels=["disk", "root"])
+        # The keeper's verdict wins: a disk it failed (repeated I/O errors) may still have a
+        # readable id file, and its files are gone from the index.
+        failed_roots = {
+            str(d.get("root"))
+            for d in (self.keeper or {}).get("disks", [])
+            if isinstance(d, dict) and d.get("failed")
+        }
         for disk_id, root, free_b, total_b in self.disks:
-            up.add_metric([disk_id, root], 0 if free_b is None else 1)
+            up.add_metric([disk_id, root], 0 if free_b is None or root in failed_roots else 1)
             if free_b is not None and total_b is not None:
                 free.add_metric([disk_id], free_b)
                 size.add_metric([disk_id], total_b)
         yield free
         yield size
         yield up
+        yield from keeper_metrics(self.keeper)
         yield from fill_metrics(self.fill)
+
+
+def keeper_metrics(status: dict[str, Any] | None) -> Iterator[Metric]:
+    """The scrub's counters and the disk watch's from the keeper's status file."""
+    if status is None:
+        return
+    p = "edgefleet_edge_"
+    scrub = status.get("scrub")
+    scrub = scrub if isinstance(scrub, dict) else {}
+
+    def num(doc: dict[str, Any], key: str) -> float:
+        value = doc.get(key, 0)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    yield CounterMetricFamily(
+        p + "scrub_bytes", "Bytes re-hashed by the scrub", num(scrub, "bytes")
+    )
+    yield CounterMetricFamily(
+        p + "scrub_files", "Files re-hashed by the scrub", num(scrub, "files")
+    )
+    yield CounterMetricFamily(
+        p + "scrub_passes", "Complete scrub rounds over the index", num(scrub, "passes")
+    )
+    yield CounterMetricFamily(
+        p + "quarantined_files",
+        "Files the scrub took out of the index (checksum, size or read error)",
+        num(scrub, "quarantined"),
+    )
+    yield CounterMetricFamily(
+        p + "disk_failures", "Disks declared failed by the disk watch", num(status, "disk_failures")
+    )
+    yield CounterMetricFamily(
+        p + "disk_failed_files",
+        "Files removed from the index because their disk failed",
+        num(status, "disk_files_removed"),
+    )
 
 
 def fill_metrics(status: dict[str, Any] | None) -> Iterator[Metric]:

@@ -29,7 +29,7 @@ import psutil
 from edge.config import EdgeConfig
 from edge.disks import DiskError, open_disk
 from edge.index import ContentIndex
-from edge.metrics import read_worker_snapshots
+from edge.metrics import keeper_file, read_json, read_worker_snapshots
 from edge.popularity import Spool, spool_dir
 from edgefleet import __version__
 from edgefleet.fleet import DiskHealth, Health, health_to_json, load_secret, role_token
@@ -111,15 +111,10 @@ class HealthSampler:
         if self._last_bytes >= 0 and now > self._last_time:
             nic_bps = max(0, sent - self._last_bytes) * 8 / (now - self._last_time)
         self._last_bytes, self._last_time = sent, now
-        disks = []
-        for root in self.config.disks:
-            try:
-                disk = open_disk(root)
-                disks.append(
-                    DiskHealth(disk.disk_id, root, disk.free_bytes(), disk.total_bytes(), False)
-                )
-            except (DiskError, OSError):
-                disks.append(DiskHealth("", root, 0, 0, True))
+        keeper = read_json(keeper_file(self.config.runtime_dir)) or {}
+        disks = disk_health(self.config.disks, keeper)
+        scrub = keeper.get("scrub")
+        quarantined = scrub.get("quarantined", 0) if isinstance(scrub, dict) else 0
         connections = sum(
             int(s.get("connections_open", 0))
             for s in read_worker_snapshots(self.config.runtime_dir)
@@ -132,7 +127,33 @@ class HealthSampler:
             nic_bps=nic_bps,
             nic_capacity_bps=self._nic_capacity(),
             disks=tuple(disks),
+            quarantined=quarantined if isinstance(quarantined, int) else 0,
         )
+
+
+def disk_health(roots: tuple[str, ...], keeper: dict[str, Any]) -> list[DiskHealth]:
+    """Each disk as the heartbeat reports it: failed when its id file cannot be read now, or
+    when the keeper's disk watch failed it (edge.diskwatch); a failed disk keeps the id the
+    keeper last read from it, so control can tell which disk it was."""
+    known: dict[str, dict[str, Any]] = {}
+    for d in keeper.get("disks", []):
+        if isinstance(d, dict) and isinstance(d.get("root"), str):
+            known[d["root"]] = d
+    out = []
+    for root in roots:
+        seen = known.get(root, {})
+        last_id = str(seen.get("id", "") or "")
+        try:
+            disk = open_disk(root)
+            free, total = disk.free_bytes(), disk.total_bytes()
+        except (DiskError, OSError):
+            out.append(DiskHealth(last_id, root, 0, 0, True))
+            continue
+        if seen.get("failed"):
+            out.append(DiskHealth(disk.disk_id, root, 0, 0, True))
+        else:
+            out.append(DiskHealth(disk.disk_id, root, free, total, False))
+    return out
 
 
 class Reporter:

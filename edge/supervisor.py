@@ -2,7 +2,10 @@
 
 The supervisor binds the port first (SO_REUSEPORT, not listening) to learn it when 0 was asked
 for and to hold it while workers restart; each worker binds its own listening socket on it, and
-the kernel spreads new connections over the workers. The supervisor never opens the index: LMDB
+the kernel spreads new connections over the workers. Next to them run the reporter (with a
+control URL: heartbeats) and, always, the keeper (edge.scrub: disk watch and scrub, the edge's
+own index writer, a separate process so that neither its disk reads nor its LMDB write
+transactions ever run on a worker's event loop). The supervisor never opens the index: LMDB
 environments must not cross a fork.
 
 Signals: SIGTERM/SIGINT drain (STOPPING=1 to systemd, SIGTERM to workers, wait for them up to
@@ -30,6 +33,7 @@ from edge.disks import open_disks
 from edge.index import ContentIndex, IndexError_
 from edge.metrics import supervisor_file, write_json_atomic
 from edge.reporter import run_reporter
+from edge.scrub import run_keeper
 from edge.worker import listen_socket, run_worker
 from edgefleet import sdnotify
 from edgefleet.tokens import Keyring, KeyringError
@@ -37,6 +41,8 @@ from edgefleet.tokens import Keyring, KeyringError
 log = logging.getLogger("edgefleet.edge")
 STARTUP_TIMEOUT_S = 30.0
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+KEEPER_NAME = "edge-keeper"  # the keeper process name in ps (the kernel keeps 15 bytes)
 # A worker that dies this soon after starting is crash-looping: restart it no faster than this.
 MIN_RESTART_INTERVAL_S = 1.0
 # Signals a worker acts on through its event loop: blocked from before the fork until the loop
@@ -53,7 +59,8 @@ class Slot:
     """One worker position: the process in it now, and when it started."""
 
     index: int
-    kind: str = "worker"  # or "reporter": the control-plane heartbeat process
+    # or "reporter": the control-plane heartbeat process; or "keeper": disk watch and scrub
+    kind: str = "worker"
     pid: int = 0
     started: float = 0.0
     ready_fd: int = -1
@@ -108,6 +115,8 @@ class Supervisor:
             self.slots = [Slot(i) for i in range(self.config.worker_count)]
             if self.config.control.url:
                 self.slots.append(Slot(len(self.slots), kind="reporter"))
+            # Always: a failed disk must leave the index on a standalone edge too.
+            self.slots.append(Slot(len(self.slots), kind="keeper"))
             for slot in self.slots:
                 self._spawn(slot, reserve.fileno(), wake_r, wake_w)
             self._wait_ready()
@@ -145,6 +154,9 @@ class Supervisor:
                         os.close(other.ready_fd)
                 if slot.kind == "reporter":
                     code = run_reporter(self.config, self.port, ready_w)
+                elif slot.kind == "keeper":
+                    _set_name(KEEPER_NAME)
+                    code = run_keeper(self.config, ready_w)
                 else:
                     code = run_worker(self.config, slot.index, self.port, ready_w)
             except BaseException:
@@ -183,7 +195,7 @@ class Supervisor:
             f"edgefleet edge: serving on http://{shown}:{self.port} "
             f"(supervisor pid {os.getpid()}, {len(workers)} workers: {pids})\n"
         )
-        if len(workers) < len(self.slots):
+        if any(s.kind == "reporter" for s in self.slots):
             link = self.config.control
             self.out.write(f"edgefleet edge: reporting to {link.url} as '{link.appliance}'\n")
         self.out.flush()
@@ -292,6 +304,7 @@ class Supervisor:
                     "workers_alive": self._alive("worker"),
                     "worker_pids": [s.pid for s in self.slots if s.pid and s.kind == "worker"],
                     "reporter_pid": next((s.pid for s in self.slots if s.kind == "reporter"), 0),
+                    "keeper_pid": next((s.pid for s in self.slots if s.kind == "keeper"), 0),
                     "restarts": self.restarts,
                 },
             )
@@ -307,6 +320,12 @@ def _die_with_parent(parent: int) -> None:
         return
     if os.getppid() != parent:  # the supervisor died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _set_name(name: str) -> None:
+    """Give this process its own name in ps/top (and to tests telling workers apart)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def _drain_pipe(fd: int) -> None:

@@ -21,6 +21,7 @@ from edge.metrics import (
     EdgeCollector,
     WorkerStats,
     fill_status_file,
+    keeper_file,
     read_json,
     read_worker_snapshots,
     render,
@@ -200,6 +201,7 @@ class Worker:
             self.disk_state,
             self.draining,
             fill=read_json(fill_status_file(runtime)),
+            keeper=read_json(keeper_file(runtime)),
         )
         return render(collector)
 

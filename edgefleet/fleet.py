@@ -121,6 +121,8 @@ class Health:
     nic_bps: float = 0.0
     nic_capacity_bps: float = 0.0
     disks: tuple[DiskHealth, ...] = ()
+    # Files the edge's scrub has quarantined so far (optional in the document: 0 when absent).
+    quarantined: int = 0
 
     @property
     def load(self) -> float:
@@ -205,6 +207,7 @@ def parse_heartbeat(doc: Any) -> Heartbeat:
         nic_bps=_num(h, "nic_bps", "health.", 0.0),
         nic_capacity_bps=_num(h, "nic_capacity_bps", "health.", 0.0),
         disks=tuple(disks),
+        quarantined=int(_num(h, "quarantined", "health.", 0)),
     )
     prefixes = doc.get("prefixes", [])
     if not isinstance(prefixes, list):
@@ -260,4 +263,5 @@ def health_to_json(health: Health) -> dict[str, Any]:
             }
             for d in health.disks
         ],
+        "quarantined": health.quarantined,
     }

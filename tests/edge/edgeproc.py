@@ -17,6 +17,7 @@ import psutil
 from edge.disks import open_disk
 from edge.importer import import_directory
 from edge.index import ContentIndex
+from edge.supervisor import KEEPER_NAME
 from edgefleet.tokens import Keyring, new_key, signed_query
 from tests.processes import terminate, wait_for_line
 
@@ -104,9 +105,19 @@ class EdgeProcess:
         return f"/c/{content_id}{rng}?{query}"
 
     def workers(self) -> list[int]:
-        """Pids of the live worker processes."""
+        """Pids of the live worker processes (not the keeper: disk watch and scrub)."""
         assert self.proc is not None
-        return [c.pid for c in psutil.Process(self.proc.pid).children() if c.is_running()]
+        return [
+            c.pid
+            for c in psutil.Process(self.proc.pid).children()
+            if c.is_running() and _name(c) != KEEPER_NAME
+        ]
+
+    def keeper(self) -> int:
+        """Pid of the keeper process (0 while there is none)."""
+        assert self.proc is not None
+        children = psutil.Process(self.proc.pid).children()
+        return next((c.pid for c in children if _name(c) == KEEPER_NAME), 0)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -124,6 +135,13 @@ class EdgeProcess:
         """A raw TCP connection to the server."""
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
         return sock
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return ""
 
 
 class ResponseReader:

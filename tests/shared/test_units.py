@@ -30,7 +30,7 @@ from edgefleet.units import (
     Settings,
     UnitError,
 )
-from tests.edge.edgeproc import READY_RE, EdgeProcess, request
+from tests.edge.edgeproc import KEEPER_NAME, READY_RE, EdgeProcess, _name, request
 from tests.edge.probes import assert_serves, wait_until
 from tests.processes import wait_for_line
 
@@ -366,7 +366,12 @@ class WrappedEdge(EdgeProcess):
         return next(c for c in main.children() if c.cmdline()[1:3] == ["-m", "edgefleet.cli"])
 
     def workers(self) -> list[int]:
-        return [c.pid for c in self.supervisor().children() if c.is_running()]
+        """The worker processes (the keeper, disk watch and scrub, is not one)."""
+        return [
+            c.pid
+            for c in self.supervisor().children()
+            if c.is_running() and _name(c) != KEEPER_NAME
+        ]
 
     def signal(self, sig: int) -> None:
         self.supervisor().send_signal(sig)
