@@ -48,5 +48,20 @@ bench: $(STAMP)
 loadtest: $(STAMP)
 	$(BIN)/python -m bench.loadtest $(LOADTEST_ARGS)
 
+# The chaos drill: a local fleet broken on purpose under playback load (bench/chaos.py), about
+# 4 minutes. Results: bench/results/chaos-<UTC>/; exits 1 when a target is missed.
+# CHAOS_ARGS, e.g.: make chaos CHAOS_ARGS="--seed 7 --users 20 --duration 300"
+.PHONY: chaos
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Fuzz a live edge and steering with hypothesis-built raw requests, ≥ 10,000 cases each
+# (`make test` runs a few hundred). FUZZ_EXAMPLES raises or lowers the budget.
+FUZZ_EXAMPLES ?= 10000
+.PHONY: fuzz
+fuzz: $(STAMP)
+	EDGEFLEET_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) EDGEFLEET_FUZZ_REPORT=1 $(BIN)/python -m pytest -s \
+		-o timeout=3600 tests/chaos/test_fuzz_edge.py tests/chaos/test_fuzz_steering.py
