@@ -13,7 +13,7 @@ on a schedule drawn from `--seed`, injects faults one after another:
     control-restart  SIGTERM control, start it again on its port (it relearns from heartbeats)
     edge-drain       `edgefleet control drain`, then `--undo`
     edge-delay       every answer of an edge held back (its fault-delay-ms switch)
-    disk-fail        an edge's disk fails (`--disk-fault`: the edge's fault-disks hook)
+    disk-fail        an edge's disk fails (the edge's fault-disks hook: its files leave the index)
 
 Every byte a player receives is compared with the source file (wrong bytes must be 0). Two
 pollers ask both steering replicas every 100 ms, from a client in each site, where they would
@@ -448,7 +448,7 @@ class Drill:
         if fault.kind == "disk-fail" and not self.disk_fault:
             row.update(
                 start_s=None,
-                note=f"skipped: not available yet (--disk-fault or {DISK_FAULT_ENV}=1)",
+                note=f"skipped (--no-disk-fault or {DISK_FAULT_ENV}=0)",
             )
             row["out_of_steering_s"] = None
             self.fault_rows.append(row)
@@ -737,9 +737,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=3.0, help="request timeout s (3)")
     parser.add_argument(
         "--disk-fault",
-        action="store_true",
-        default=os.environ.get(DISK_FAULT_ENV) == "1",
-        help=f"inject disk-fail through the edge's fault-disks hook (or {DISK_FAULT_ENV}=1)",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get(DISK_FAULT_ENV, "1") == "1",
+        help=f"inject disk-fail through the edges' fault-disks hook (default on; "
+        f"{DISK_FAULT_ENV}=0 or --no-disk-fault skips it)",
     )
     parser.add_argument("--work", type=Path, help="the fleet's directory (a temporary one)")
     args = parser.parse_args(argv)
