@@ -11,7 +11,11 @@ Steps, each timed on this one process (numpy, no threads: OMP/BLAS are not used)
 1. forecast: `--history-days` days of views per region as columns → ColumnForecast;
 2. day 0 plan from the day-0 target as inventories (a fleet in steady state), to measure the
    plan a real night runs, and day 1 (one day of drift later) from day 0's holdings: churn;
-3. manifests with sources for one site, extrapolated to the fleet.
+3. every appliance's manifest as JSON text (fill/manifest_text.py), written one file per
+   appliance to `--manifests-dir` (default: a temporary directory, removed afterwards): the time
+   to make the texts and the time to write them are reported apart (the disk's, not ours);
+4. control's check of one appliance's manifest (decode + `canonical_manifest`), the CPU a
+   per-appliance publication costs control, times the fleet.
 Peak memory is the process's ru_maxrss. Results go to bench/results/planner-<UTC>.md.
 """
 
@@ -19,15 +23,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from edgefleet.manifests import manifest_to_doc
+from edgefleet.manifests import canonical_manifest
 from fill.forecast import ColumnForecast, ForecastParams
+from fill.manifest_text import manifest_texts
 from fill.placement import Appliance, PlacementParams
 from fill.plan import Catalog, Fleet, FleetPlan, Site, plan_fleet, report_table
 from fill.rendezvous import content_hash
@@ -72,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drift", type=float, default=0.1)
     parser.add_argument("--history-days", type=int, default=7)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--manifests-dir", help="keep the manifests here (default: temporary)")
     args = parser.parse_args(argv)
     lines: list[str] = []
 
@@ -148,14 +157,37 @@ def main(argv: list[str] | None = None) -> int:
     day1 = plan_fleet(catalog, f1, fleet, inventories, params)
     t_day1 = time.perf_counter() - start
 
+    out = Path(args.manifests_dir or tempfile.mkdtemp(prefix="planner-manifests-"))
+    out.mkdir(parents=True, exist_ok=True)
+    t_texts = t_write = 0.0
+    size = count = 0
+    largest = b""
     start = time.perf_counter()
-    first = day1.sites[0]
-    holds = day1._hold_masks(first.site.region)
-    size = 0
-    for j in range(len(first.appliances)):
-        m = day1.manifest(first, j, 1, 0.0, holds)
-        size += len(json.dumps(manifest_to_doc(m), separators=(",", ":")))
+    texts = manifest_texts(day1, 1, time.time())
+    while True:
+        started = time.perf_counter()
+        item = next(texts, None)
+        t_texts += time.perf_counter() - started
+        if item is None:
+            break
+        name, text = item
+        started = time.perf_counter()
+        (out / f"{name}.json").write_bytes(text)
+        t_write += time.perf_counter() - started
+        size += len(text)
+        count += 1
+        if len(text) > len(largest):
+            largest = text
+    started = time.perf_counter()
+    os.sync()  # the disk's share: what the page cache had not written yet
+    t_sync = time.perf_counter() - started
     t_manifests = time.perf_counter() - start
+    if not args.manifests_dir:
+        shutil.rmtree(out)
+    started = time.perf_counter()
+    largest_files = len(canonical_manifest(json.loads(largest))[1].split('"id":')) - 1
+    t_check = time.perf_counter() - started
+    del largest
 
     report = day1.report(1.2e9, 12 * 3600)
     sites = report["sites"]
@@ -174,8 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     say(f"| **plan, steady state (day 0)** | **{t_day0:.1f}** |")
     say(f"| **plan, day 1 after drift** | **{t_day1:.1f}** |")
     say(
-        f"| manifests + sources + JSON, one site ({size / 1e6:.0f} MB) | {t_manifests:.1f} "
-        f"(fleet: ~{t_manifests * args.sites:.0f}) |"
+        f"| **manifests: JSON of all {count:,} appliances ({size / 1e9:,.1f} GB)** | "
+        f"**{t_texts:.1f}** |"
+    )
+    say(f"| manifests: written, one file each, + sync (disk) | {t_write + t_sync:.1f} |")
+    say(f"| manifests: total, plan to files on disk | {t_manifests:.1f} |")
+    say(
+        f"| control's check of the largest manifest ({largest_files:,} files) | {t_check:.2f} "
+        f"(fleet: ~{t_check * count:.0f} s of control CPU) |"
     )
     say(f"\npeak memory (ru_maxrss): {peak_mib():,.0f} MiB\n")
     say("| figure | value |\n|---|---|")

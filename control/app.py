@@ -38,10 +38,15 @@ from control.auth import ADMIN, STEERING, AuthResult, RoleTokens, appliance_role
 from control.config import ControlConfig
 from control.popularity import PopularityBuffer, parse_day, utc_day
 from control.registry import Registry, UnknownAppliance
-from control.store import StaleGeneration, Store
+from control.store import ManifestConflict, StaleGeneration, Store
 from control.topology import Topology, TopologyError, load_topology
 from edgefleet.fleet import ApplianceState, FieldError, bearer, parse_heartbeat
-from edgefleet.manifests import FillManifest, manifest_to_doc, parse_publication
+from edgefleet.manifests import (
+    FillManifest,
+    canonical_manifest,
+    manifest_to_doc,
+    parse_publication,
+)
 from edgefleet.records import DailyRecord, write_popularity
 from edgefleet.tasks import spawn
 
@@ -197,8 +202,8 @@ class Control:
         # filled on first request and on each publication (only this process writes the store),
         # so a conditional GET answers 304 without touching SQLite.
         self.manifest_heads: dict[str, tuple[int, frozenset[str]] | None] = {}
-        newest = store.newest_generation()
-        self.metrics.manifest_generation.set(newest or 0)
+        self.newest_generation = store.newest_generation() or 0
+        self.metrics.manifest_generation.set(self.newest_generation)
 
     async def in_store_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking store (or file) call off the event loop."""
@@ -463,20 +468,16 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _check_publication(raw: bytes, known: frozenset[str]) -> tuple[int, list[FillManifest]]:
+def _check_publication(
+    raw: bytes, known: frozenset[str]
+) -> tuple[int, list[FillManifest], list[tuple[str, dict[str, Any]]]]:
     """Decode and check a publication (run off the event loop: it may hold millions of files).
 
     Every appliance it names, as a manifest's owner or as a source, must be in the topology:
     a plan made against another fleet must not be half applied.
     """
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON: {exc}", "$") from None
-    except RecursionError:
-        raise ApiError(400, "malformed JSON: nested too deeply", "$") from None
-    try:
-        generation, manifests = parse_publication(doc)
+        generation, manifests = parse_publication(_decode(raw))
     except FieldError as exc:
         raise ApiError(422, str(exc), exc.field) from None
     for i, m in enumerate(manifests):
@@ -488,7 +489,41 @@ def _check_publication(raw: bytes, known: frozenset[str]) -> tuple[int, list[Fil
                 if source not in known:
                     field = f"manifests[{i}].files[{j}].sources[{k}]"
                     raise ApiError(422, f"{field}: unknown appliance '{source}'", field)
-    return generation, manifests
+    return generation, manifests, [(m.appliance, manifest_to_doc(m)) for m in manifests]
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON: {exc}", "$") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply", "$") from None
+
+
+def _check_manifest(
+    raw: bytes, name: str, known: frozenset[str]
+) -> tuple[int, str, frozenset[str]]:
+    """Decode and check one appliance's manifest (off the event loop: ~10 MB, 50,000 files).
+
+    Returns (generation, canonical JSON text, source names).
+    """
+    try:
+        head, text, sources = canonical_manifest(_decode(raw))
+    except FieldError as exc:
+        raise ApiError(422, str(exc), exc.field) from None
+    if head.appliance != name:
+        raise ApiError(422, f"appliance: must be '{name}', the appliance of the path", "appliance")
+    unknown = sorted(sources - known)
+    if unknown:
+        # Name the first place it is used, as a whole publication does.
+        doc = json.loads(text)
+        for j, f in enumerate(doc["files"]):
+            for k, source in enumerate(f["sources"]):
+                if source in unknown:
+                    field = f"files[{j}].sources[{k}]"
+                    raise ApiError(422, f"{field}: unknown appliance '{source}'", field)
+    return head.generation, text, sources
 
 
 async def put_manifests(request: web.Request) -> web.Response:
@@ -498,8 +533,7 @@ async def put_manifests(request: web.Request) -> web.Response:
     raw = await _read_limited(request, ctl.config.max_publication_bytes)
     known = frozenset(ctl.registry.topology.appliance_names())
     loop = asyncio.get_running_loop()
-    generation, manifests = await loop.run_in_executor(None, _check_publication, raw, known)
-    bodies = [(m.appliance, manifest_to_doc(m)) for m in manifests]
+    generation, manifests, bodies = await loop.run_in_executor(None, _check_publication, raw, known)
     try:
         stored = await ctl.in_store_thread(
             lambda: ctl.store.put_publication(generation, bodies, keep=ctl.config.manifests_keep)
@@ -511,10 +545,47 @@ async def put_manifests(request: web.Request) -> web.Response:
         # Two publications may finish out of order here; the store took only the newer one.
         if head is None or head[0] < generation:
             ctl.manifest_heads[m.appliance] = (generation, frozenset(m.source_names()))
-    ctl.metrics.manifest_generation.set(generation)
+    ctl.newest_generation = max(ctl.newest_generation, generation)
+    ctl.metrics.manifest_generation.set(ctl.newest_generation)
     ctl.metrics.manifests_published.inc(stored)
     log.info("fill publication %d stored: %d manifests", generation, stored)
     return web.json_response({"generation": generation, "appliances": stored})
+
+
+async def put_manifest(request: web.Request) -> web.Response:
+    """PUT /v1/appliances/{name}/manifest (admin): store one appliance's manifest.
+
+    How a large fleet's planner publishes: appliance by appliance, each body ~10 MB instead of
+    one of ~10 GB. The generation rules against whole publications: control/store.py.
+    """
+    ctl = request.app[CONTROL]
+    ctl.authorize(request, ADMIN)
+    name = request.match_info["name"]
+    if ctl.registry.topology.appliance(name) is None:
+        raise ApiError(404, f"unknown appliance '{name[:80]}'", "name")
+    raw = await _read_limited(request, ctl.config.max_publication_bytes)
+    known = frozenset(ctl.registry.topology.appliance_names())
+    loop = asyncio.get_running_loop()
+    generation, text, sources = await loop.run_in_executor(None, _check_manifest, raw, name, known)
+    del raw
+    try:
+        stored = await ctl.in_store_thread(
+            lambda: ctl.store.put_appliance_manifest(
+                name, generation, text, keep=ctl.config.manifests_keep
+            )
+        )
+    except (StaleGeneration, ManifestConflict) as exc:
+        raise ApiError(409, str(exc), "generation") from None
+    head = ctl.manifest_heads.get(name)
+    # Two PUTs may finish out of order here; the store took only the newer one.
+    if head is None or head[0] < generation:
+        ctl.manifest_heads[name] = (generation, sources)
+    if stored:
+        ctl.newest_generation = max(ctl.newest_generation, generation)
+        ctl.metrics.manifest_generation.set(ctl.newest_generation)
+        ctl.metrics.manifests_published.inc()
+        log.info("fill manifest %d of %s stored", generation, name)
+    return web.json_response({"appliance": name, "generation": generation, "stored": stored})
 
 
 def _manifest_head(found: tuple[int, str] | None) -> tuple[int, frozenset[str]] | None:
@@ -704,6 +775,7 @@ def make_app(control: Control) -> web.Application:
     app.router.add_get("/v1/appliances", appliances)
     app.router.add_put("/v1/manifests", put_manifests)
     app.router.add_get("/v1/appliances/{name}/manifest", get_manifest)
+    app.router.add_put("/v1/appliances/{name}/manifest", put_manifest)
     app.router.add_get("/v1/fleet", fleet)
     app.router.add_get("/v1/popularity", popularity)
     app.router.add_get("/metrics", metrics)

@@ -7,9 +7,16 @@ after a restart. Calls block on disk: the web application runs them in its one s
 Schema changes go through `_MIGRATIONS`, indexed by SQLite's `user_version`.
 
 - drains: an operator's flag per appliance.
-- publications + manifests: each planner publication (one generation) lands in one
-  transaction, so an appliance never reads a manifest of a half-stored plan; old generations
-  are pruned, a few kept for operators to compare.
+- publications + manifests: a whole publication (one generation, many appliances) lands in one
+  transaction, so an appliance never reads a manifest of a half-stored plan; a large fleet's
+  planner stores one appliance's manifest at a time instead (`put_appliance_manifest`). Old
+  generations are pruned, a few kept for operators to compare.
+
+  Generations, by either route: a whole publication must be newer than every generation
+  stored (`publications` records both routes); one appliance's manifest must not be older
+  than that appliance's newest, and at the same generation must be the same document (a
+  retried PUT), so a planner publishing appliance by appliance never meets a stale refusal
+  from its own earlier PUTs, and two different plans never share a generation.
 - popularity: body bytes served per (UTC day, region, content id), added to as heartbeats
   report them (the application batches them: one transaction every few seconds).
 """
@@ -69,6 +76,17 @@ class StaleGeneration(ValueError):
         super().__init__(f"generation {generation} is not newer than the stored {newest}")
         self.generation = generation
         self.newest = newest
+
+
+class ManifestConflict(ValueError):
+    """An appliance already has another manifest under the same generation."""
+
+    def __init__(self, appliance: str, generation: int) -> None:
+        super().__init__(
+            f"generation {generation} of '{appliance}' is already stored with other content"
+        )
+        self.appliance = appliance
+        self.generation = generation
 
 
 class StoreError(RuntimeError):
@@ -232,6 +250,50 @@ class Store:
                 raise
             self._db.execute("COMMIT")
         return len(rows)
+
+    def put_appliance_manifest(
+        self, appliance: str, generation: int, text: str, *, keep: int = 3
+    ) -> bool:
+        """Store one appliance's manifest (JSON *text*); False when it was already stored.
+
+        Raises StaleGeneration when *appliance* has a newer manifest, ManifestConflict when
+        it has a different one under *generation* (both checked inside the transaction).
+        """
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT generation, body FROM manifests WHERE appliance = ? "
+                    "ORDER BY generation DESC LIMIT 1",
+                    (appliance,),
+                ).fetchone()
+                if row is not None and generation < row[0]:
+                    raise StaleGeneration(generation, int(row[0]))
+                if row is not None and generation == row[0]:
+                    if row[1] != text:
+                        raise ManifestConflict(appliance, generation)
+                    self._db.execute("ROLLBACK")
+                    return False
+                self._db.execute(
+                    "INSERT INTO manifests (appliance, generation, body, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (appliance, generation, text, now),
+                )
+                # The generation exists from its first appliance on: a whole publication
+                # must be newer than it (see the module docstring).
+                self._db.execute(
+                    "INSERT INTO publications (generation, appliances, created_at) "
+                    "VALUES (?, 1, ?) ON CONFLICT (generation) "
+                    "DO UPDATE SET appliances = appliances + 1",
+                    (generation, now),
+                )
+                self._prune(appliance, keep)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return True
 
     # -- popularity ----------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ adding where each named source can be reached right now; the appliance's fill ag
 
     published (planner → control, PUT /v1/manifests, admin):
         {"generation": 17, "manifests": [<manifest>, ...]}
+    or, for a large fleet, one appliance at a time (PUT /v1/appliances/{name}/manifest, admin):
+        <manifest>
     <manifest>:
         {"appliance": "ams1-a", "generation": 17, "created_at": 1795561724.5,
          "files": [{"id": "a.mp4", "size": 123, "checksum": "<32 hex>",
@@ -24,6 +26,7 @@ tier, then origin appliances. A manifest never lists the appliance itself as a s
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -31,11 +34,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgefleet.fleet import FieldError
-from edgefleet.models import is_content_id
+from edgefleet.models import CONTENT_ID_RE, is_content_id
 
 CHECKSUM_RE = re.compile(r"[0-9a-f]{32}")
 # Appliance names (control/topology.py NAME_RE): plain, they appear in URL paths.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+CONTENT_ID_CHECK = CONTENT_ID_RE.fullmatch  # is_content_id, without a call per file
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +173,54 @@ def parse_publication(doc: Any) -> tuple[int, list[FillManifest]]:
         names.add(manifest.appliance)
         manifests.append(manifest)
     return generation, manifests
+
+
+def canonical_manifest(doc: Any, where: str = "") -> tuple[FillManifest, str, frozenset[str]]:
+    """Check one manifest document as `parse_manifest` does, without an object per file.
+
+    Returns the manifest *without its files* (appliance, generation, created_at), the
+    document's canonical JSON text (`manifest_to_doc` of the parsed manifest, compact) and the
+    source names it uses. Control stores manifests of a million files: this makes one pass of
+    plain dict and set operations per file; whenever it meets something it does not accept,
+    `parse_manifest` runs on the document to raise the exact FieldError.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+        parse_manifest(doc, where)
+    head = parse_manifest({**doc, "files": []}, where)  # every field but the files
+    names_ok: set[str] = set()
+    seen: set[str] = set()
+    files: list[dict[str, Any]] = []
+    content_id, checksum_re, name_re = CONTENT_ID_CHECK, CHECKSUM_RE.fullmatch, NAME_RE.fullmatch
+    for f in doc["files"]:
+        if not isinstance(f, dict):
+            break
+        cid, size, checksum = f.get("id"), f.get("size"), f.get("checksum")
+        sources = f.get("sources", [])
+        if (
+            not isinstance(cid, str)
+            or content_id(cid) is None
+            or cid in seen
+            or not isinstance(checksum, str)
+            or checksum_re(checksum) is None
+            or type(size) is not int
+            or size < 0
+            or not isinstance(sources, list)
+        ):
+            break
+        for s in sources:
+            if s not in names_ok:
+                if not isinstance(s, str) or name_re(s) is None or s == head.appliance:
+                    break
+                names_ok.add(s)
+        else:
+            seen.add(cid)
+            files.append({"id": cid, "size": size, "checksum": checksum, "sources": sources})
+            continue
+        break
+    else:
+        canonical = manifest_to_doc(head)
+        canonical["files"] = files
+        text = json.dumps(canonical, separators=(",", ":"))
+        return head, text, frozenset(names_ok)
+    parse_manifest(doc, where)  # raises the FieldError naming the field
+    raise AssertionError("canonical_manifest refused a document parse_manifest accepts")

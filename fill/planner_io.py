@@ -3,8 +3,12 @@
 The I/O shell around fill/plan.py. Inputs come from files (catalog CSV/JSONL or an origin
 appliance's LMDB index; popularity record files, streamed; a fleet document, the body of
 `GET /v1/fleet`) or from control (`GET /v1/fleet`, `GET /v1/popularity`, admin token). Outputs:
-`--out DIR` (report.json, manifests/<appliance>.json) and `--publish` (`PUT /v1/manifests`).
-Bad input ends with one line naming the file, line or field, exit status 2.
+`--out DIR` (report.json, manifests/<appliance>.json) and `--publish` (one
+`PUT /v1/appliances/{name}/manifest` per appliance, `PUBLISH_IN_FLIGHT` at a time, each retried
+`PUBLISH_ATTEMPTS` times on a connection error or a 5xx). Manifests are JSON text made straight
+from the plan's arrays (fill/manifest_text.py), one appliance at a time, so memory holds a few
+manifests, never the fleet's. Bad input, or appliances left unpublished, end with one line
+naming the file, line, field or appliances: exit status 2.
 """
 
 from __future__ import annotations
@@ -16,24 +20,33 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgefleet.fleet import FieldError, load_secret, role_token
-from edgefleet.manifests import NAME_RE, manifest_to_doc
+from edgefleet.manifests import NAME_RE
 from edgefleet.records import CatalogEntry, read_catalog, read_popularity
 from fill.forecast import ColumnForecast, ForecastParams
 from fill.greedy import I64
+from fill.manifest_text import manifest_texts
 from fill.placement import Appliance, PlacementParams
 from fill.plan import Catalog, Fleet, FleetPlan, Site, plan_fleet, report_table, with_budgets
 
 HTTP_TIMEOUT_S = 60.0
+PUBLISH_IN_FLIGHT = 4  # manifests being PUT at once: bounds memory and control's load
+PUBLISH_ATTEMPTS = 3
+PUBLISH_RETRY_S = 1.0  # doubled after each failed attempt
 
 
 class PlanInputError(ValueError):
     """An input of the planner is missing or bad; the message names it."""
+
+
+class TransientHTTPError(PlanInputError):
+    """A request that may succeed if tried again: no connection, a timeout, a 5xx or a 429."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +168,10 @@ def _request(url: str, token: str, method: str = "GET", body: bytes | None = Non
             return data
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:300].decode(errors="replace").strip()
-        raise PlanInputError(f"{method} {url}: HTTP {exc.code} {detail}") from None
+        error = TransientHTTPError if exc.code >= 500 or exc.code == 429 else PlanInputError
+        raise error(f"{method} {url}: HTTP {exc.code} {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise PlanInputError(f"{method} {url}: {exc}") from None
+        raise TransientHTTPError(f"{method} {url}: {exc}") from None
 
 
 def _control_token(opts: PlanOptions) -> str:
@@ -236,12 +250,24 @@ def run_plan(opts: PlanOptions, echo: Any = print) -> FleetPlan:
 
     generation = opts.generation if opts.generation is not None else int(time.time())
     created = time.time()
+    texts = manifest_texts(plan, generation, created)
     if opts.out:
-        _write_out(Path(opts.out), plan, report, generation, created)
+        texts = _written(Path(opts.out), texts)
     if opts.publish:
-        body = _publication_bytes(plan, generation, created)
-        answer = _request(f"{base}/v1/manifests", token, "PUT", body)
-        echo(f"published generation {generation}: {answer.decode(errors='replace').strip()}")
+        total = sum(len(r.appliances) for r in plan.sites)
+        summary = publish_manifests(base, token, texts, total, echo)
+        if summary.failed:
+            raise PlanInputError(summary.failure_line(generation))
+        echo(
+            f"published generation {generation}: {len(summary.published)} appliances, "
+            f"{summary.bytes / 1e6:,.1f} MB in {summary.seconds:.1f} s"
+        )
+    else:
+        for _ in texts:  # --out alone: write them all
+            pass
+    if opts.out:
+        doc = {"generation": generation, "created_at": created, **report}
+        _atomic_write(Path(opts.out) / "report.json", json.dumps(doc, indent=1).encode())
     echo(f"planned {len(catalog)} files in {time.monotonic() - started:.1f} s")
     return plan
 
@@ -259,27 +285,113 @@ def _popularity_from_control(base: str, token: str) -> Iterator[Any]:
         os.unlink(name)
 
 
-def _write_out(out: Path, plan: FleetPlan, report: Any, generation: int, created: float) -> None:
+def _written(out: Path, texts: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, bytes]]:
+    """Write each manifest to out/manifests/<appliance>.json as it passes."""
     (out / "manifests").mkdir(parents=True, exist_ok=True)
-    for manifest in plan.manifests(generation, created):
-        path = out / "manifests" / f"{manifest.appliance}.json"
-        _atomic_write(path, json.dumps(manifest_to_doc(manifest), separators=(",", ":")))
-    doc = {"generation": generation, "created_at": created, **report}
-    _atomic_write(out / "report.json", json.dumps(doc, indent=1))
+    for name, text in texts:
+        _atomic_write(out / "manifests" / f"{name}.json", text)
+        yield name, text
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
-def _publication_bytes(plan: FleetPlan, generation: int, created: float) -> bytes:
-    """The PUT /v1/manifests body, built one manifest at a time."""
-    parts = [f'{{"generation":{generation},"manifests":['.encode()]
-    for k, manifest in enumerate(plan.manifests(generation, created)):
-        if k:
-            parts.append(b",")
-        parts.append(json.dumps(manifest_to_doc(manifest), separators=(",", ":")).encode())
-    parts.append(b"]}")
-    return b"".join(parts)
+# Publication -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PublishSummary:
+    """What a publication did: appliances published, failed (with why), not attempted."""
+
+    published: list[str]
+    failed: dict[str, str]
+    not_attempted: list[str]
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def failure_line(self, generation: int, shown: int = 10) -> str:
+        """One line naming the appliances left without generation *generation*."""
+        names = [f"{n} ({why})" for n, why in sorted(self.failed.items())]
+        names += [f"{n} (not attempted)" for n in self.not_attempted]
+        more = f", and {len(names) - shown} more" if len(names) > shown else ""
+        return (
+            f"generation {generation} published to {len(self.published)} appliances; "
+            f"NOT published to {len(names)}: {', '.join(names[:shown])}{more}"
+        )
+
+
+def put_with_retries(
+    url: str,
+    token: str,
+    body: bytes,
+    attempts: int = PUBLISH_ATTEMPTS,
+    retry_s: float = PUBLISH_RETRY_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """PUT *body*; a transient failure is tried again, a refusal (4xx) is final."""
+    for attempt in range(attempts):
+        try:
+            _request(url, token, "PUT", body)
+            return
+        except TransientHTTPError:
+            if attempt == attempts - 1:
+                raise
+            sleep(retry_s * 2**attempt)
+
+
+def publish_manifests(
+    base: str,
+    token: str,
+    texts: Iterable[tuple[str, bytes]],
+    total: int,
+    echo: Any = print,
+    *,
+    in_flight: int = PUBLISH_IN_FLIGHT,
+    put: Callable[[str, str, bytes], None] = put_with_retries,
+) -> PublishSummary:
+    """PUT each (appliance, manifest) to control, *in_flight* at a time, as *texts* makes them.
+
+    A failed appliance does not stop the others: each manifest is self-consistent, and a peer
+    that lacks a file answers 404, so the agent escalates to the next source. When the first
+    2 x in_flight all fail (control down, or refusing the generation), the rest are not tried
+    (but still taken from *texts*, so that `--out` writes them all).
+    """
+    started = time.monotonic()
+    summary = PublishSummary([], {}, [])
+    pending: dict[Future[None], tuple[str, int]] = {}
+    step = max(1, total // 10)
+
+    def collect(done: Iterable[Future[None]]) -> None:
+        for future in done:
+            name, size = pending.pop(future)
+            try:
+                future.result()
+            except PlanInputError as exc:
+                # "PUT <url>: HTTP 409 {...}": the reason after the URL (which has no ": ").
+                summary.failed[name] = str(exc).partition(": ")[2] or str(exc)
+                echo(f"publish {name}: FAILED: {exc}")
+            else:
+                summary.published.append(name)
+                summary.bytes += size
+                if len(summary.published) % step == 0:
+                    echo(
+                        f"published {len(summary.published)}/{total} appliances "
+                        f"({summary.bytes / 1e6:,.0f} MB, {time.monotonic() - started:.0f} s)"
+                    )
+
+    with ThreadPoolExecutor(in_flight, thread_name_prefix="publish") as pool:
+        for name, text in texts:
+            if not summary.published and len(summary.failed) >= 2 * in_flight:
+                summary.not_attempted.append(name)
+                continue
+            while len(pending) >= in_flight:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                collect(done)
+            url = f"{base}/v1/appliances/{name}/manifest"
+            pending[pool.submit(put, url, token, text)] = (name, len(text))
+        collect(wait(pending).done)
+    summary.seconds = time.monotonic() - started
+    return summary

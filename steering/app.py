@@ -25,6 +25,7 @@ from importlib import resources
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from edgefleet.fleet import role_token
 from edgefleet.tasks import spawn
@@ -93,6 +94,11 @@ async def post_steer(request: web.Request) -> web.Response:
         req = parse_body(body, state.conf.max_ids_per_request, state.conf.default_max_urls)
     except web.HTTPRequestEntityTooLarge:
         return _failed(state, "post", RequestError(413, "$", "request body too large"), started)
+    except RequestPayloadError:
+        # A body that does not decode under its Content-Encoding (or ends early) is the
+        # client's fault, not a 500 (found by tests/chaos/test_fuzz_steering.py).
+        err = RequestError(400, "$", "request body cannot be read (bad Content-Encoding?)")
+        return _failed(state, "post", err, started)
     except RequestError as exc:
         return _failed(state, "post", exc, started)
     return _answer(state, "post", req, started)

@@ -256,3 +256,91 @@ def test_large_export_streams_in_pages(tmp_path: Path, run: Runner) -> None:
             assert lines[-1] == "2026-11-24,eu-west,f044999,45000"
 
     run(scenario())
+
+
+async def put_one(f: Fleet, name: str, doc: Any, role: str = "admin") -> tuple[int, Any]:
+    path = f"/v1/appliances/{name}/manifest"
+    resp = await f.client.put(path, json=doc, headers=f.auth(role))
+    return resp.status, await resp.json()
+
+
+def test_publish_one_appliance_at_a_time(tmp_path: Path, run: Runner) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path) as f:
+            path = "/v1/appliances/ams1-a/manifest"
+            m = manifest("ams1-a", 7, [("a.mp4", ["ams1-b", "nyc1-a"]), ("b.mp4", [])])
+            assert await put_one(f, "ams1-a", m) == (
+                200,
+                {"appliance": "ams1-a", "generation": 7, "stored": True},
+            )
+            # A retried PUT (the answer was lost) is idempotent.
+            assert (await put_one(f, "ams1-a", m))[1]["stored"] is False
+            await beat(f, "ams1-b", base_url="http://127.0.0.1:9002")
+            resp = await f.client.get(path, headers=f.auth("appliance:ams1-a"))
+            served = parse_manifest(await resp.json())
+            assert served.generation == 7 and served.files == parse_manifest(m).files
+            assert served.source_urls["ams1-b"] == "http://127.0.0.1:9002"
+            assert resp.headers["ETag"].startswith('"7-')
+            # Another document under the same generation, or an older one: 409, nothing kept.
+            other = manifest("ams1-a", 7, [("c.mp4", [])])
+            for doc in (other, manifest("ams1-a", 6, [])):
+                status, body = await put_one(f, "ams1-a", doc)
+                assert (status, body["field"]) == (409, "generation"), body
+            resp = await f.client.get(path, headers=f.auth("admin"))
+            assert [x["id"] for x in (await resp.json())["files"]] == ["a.mp4", "b.mp4"]
+            # The rest of generation 7, appliance by appliance; then a whole publication must
+            # be newer than 7, and a late generation 5 still reaches an appliance that has less.
+            assert (await put_one(f, "lon1-a", manifest("lon1-a", 7, [])))[0] == 200
+            assert (await put(f, publication(7, manifest("ams1-b", 7, []))))[0] == 409
+            assert (await put(f, publication(8, manifest("ams1-b", 8, []))))[0] == 200
+            assert (await put_one(f, "nyc1-a", manifest("nyc1-a", 5, [])))[0] == 200
+            assert (await put_one(f, "ams1-b", manifest("ams1-b", 7, [])))[0] == 409
+            assert f.control.store.newest_generation() == 8
+            metrics = await (await f.client.get("/metrics")).text()
+            assert "edgefleet_control_manifest_generation 8.0" in metrics
+            assert "edgefleet_control_manifests_published_total 4.0" in metrics
+        async with running(tmp_path) as f:  # durable, read back after a restart
+            resp = await f.client.get("/v1/appliances/nyc1-a/manifest", headers=f.auth("admin"))
+            assert (await resp.json())["generation"] == 5
+
+    run(scenario())
+
+
+def test_bad_appliance_manifests_name_the_field(tmp_path: Path, run: Runner) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, max_publication_bytes=4096) as f:
+            good = manifest("ams1-a", 1, [("a.mp4", ["lon1-a"])])
+            cases: list[tuple[str, Any, int, str]] = [
+                ("ams1-a", manifest("lon1-a", 1, []), 422, "appliance"),
+                (
+                    "ams1-a",
+                    manifest("ams1-a", 1, [("a", ["lon1-a", "nowhere"])]),
+                    422,
+                    "files[0].sources[1]",
+                ),
+                ("ams1-a", manifest("ams1-a", 1, [("a", ["ams1-a"])]), 422, "files[0].sources"),
+                ("ams1-a", manifest("ams1-a", 1, [("x", [])] * 2), 422, "files[1].id"),
+                ("ams1-a", {**good, "generation": -1}, 422, "generation"),
+                (
+                    "ams1-a",
+                    {**good, "files": [{**good["files"][0], "size": "1"}]},
+                    422,
+                    "files[0].size",
+                ),
+                ("ams1-a", [], 422, "$"),
+                ("zz9", manifest("zz9", 1, []), 404, "name"),
+            ]
+            for name, doc, status, field in cases:
+                got, body = await put_one(f, name, doc)
+                assert (got, body.get("field")) == (status, field), (doc, body)
+            resp = await f.client.put(
+                "/v1/appliances/ams1-a/manifest", data=b"{nope", headers=f.auth("admin")
+            )
+            assert resp.status == 400 and (await resp.json())["field"] == "$"
+            big = manifest("ams1-a", 1, [(f"f{i}", []) for i in range(100)])
+            assert (await put_one(f, "ams1-a", big))[0] == 413
+            for role in ("steering", "appliance:ams1-a"):
+                assert (await put_one(f, "ams1-a", good, role=role))[0] == 403
+            assert f.control.store.newest_generation() is None  # none of that was stored
+
+    run(scenario())

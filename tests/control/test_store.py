@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from control.store import StaleGeneration, Store, StoreError
+from control.store import ManifestConflict, StaleGeneration, Store, StoreError
 
 
 def test_drains_are_durable(tmp_path: Path) -> None:
@@ -128,3 +128,29 @@ def test_version_1_store_is_migrated(tmp_path: Path) -> None:
         assert store.newest_generation() == 4
         with pytest.raises(StaleGeneration):
             store.put_publication(4, [])
+
+
+def test_appliance_manifests_and_publications_share_generations(tmp_path: Path) -> None:
+    with Store(tmp_path / "c.sqlite3") as store:
+        assert store.put_appliance_manifest("ams1-a", 5, '{"g":5}') is True
+        assert store.put_appliance_manifest("ams1-a", 5, '{"g":5}') is False  # a retry
+        with pytest.raises(ManifestConflict):
+            store.put_appliance_manifest("ams1-a", 5, '{"g":"other"}')
+        with pytest.raises(StaleGeneration) as err:
+            store.put_appliance_manifest("ams1-a", 4, '{"g":4}')
+        assert err.value.newest == 5
+        assert store.put_appliance_manifest("lon1-a", 5, '{"g":5}') is True
+        assert store.newest_generation() == 5
+        # A whole publication must be newer than what came appliance by appliance.
+        with pytest.raises(StaleGeneration):
+            store.put_publication(5, [("nyc1-a", {})])
+        assert store.put_publication(6, [("nyc1-a", {"g": 6})]) == 1
+        # An appliance the newer publication left out still takes a late manifest of its own.
+        assert store.put_appliance_manifest("lon1-a", 5, '{"g":5}') is False
+        assert store.put_appliance_manifest("ams1-b", 4, '{"g":4}') is True
+        assert store.latest_manifest_text("ams1-b") == (4, '{"g":4}')
+        assert store.newest_generation() == 6
+        for generation in range(7, 12):
+            store.put_appliance_manifest("ams1-a", generation, f'{{"g":{generation}}}', keep=2)
+        assert store.prune_manifests("ams1-a", keep=2) == 0  # pruned as they came
+        assert store.latest_manifest("ams1-a") == (11, {"g": 11})

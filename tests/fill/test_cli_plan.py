@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import pytest
 
 from edgefleet.manifests import parse_manifest
 from edgefleet.records import write_records_file
+from fill.planner_io import PlanInputError, publish_manifests, put_with_retries
 from fill.synth import SynthWorld
 from tests.control.controlproc import ControlFiles, ControlProcess, topology_text
 
@@ -154,14 +159,20 @@ def test_plan_against_real_control_publishes(tmp_path: Path) -> None:
             "--publish",
             "--generation",
             "5",
+            "--out",
+            str(tmp_path / "out"),
         )
         assert done.returncode == 0, done.stderr
-        assert "published generation 5" in done.stdout
-        status, _, doc = control.call("GET", "/v1/appliances/ams1-b/manifest", "admin")
-        assert status == 200
-        m = parse_manifest(doc)
-        assert m.generation == 5 and m.files and m.total_bytes <= capacity
-        assert "org1-a" in m.source_urls
+        assert "published generation 5: 4 appliances" in done.stdout
+        for name in ("ams1-a", "ams1-b", "lon1-a", "nyc1-a"):
+            status, _, doc = control.call("GET", f"/v1/appliances/{name}/manifest", "admin")
+            assert status == 200
+            m = parse_manifest(doc)
+            assert m.generation == 5 and m.files and m.total_bytes <= capacity
+            assert "org1-a" in m.source_urls
+            # Control serves what the planner wrote, plus the live source fields.
+            written = json.loads((tmp_path / "out" / "manifests" / f"{name}.json").read_text())
+            assert {k: v for k, v in doc.items() if not k.startswith("source_")} == written
         # A second plan with the same generation is stale: control refuses it, we say so.
         again = fill_plan(
             "--catalog",
@@ -177,5 +188,83 @@ def test_plan_against_real_control_publishes(tmp_path: Path) -> None:
             "5",
         )
         assert again.returncode == 2 and "409" in again.stderr
+        assert "NOT published to 4: ams1-a" in again.stderr
     finally:
         control.stop()
+
+
+class Flaky(http.server.BaseHTTPRequestHandler):
+    """Answers each PUT with the next status of `statuses` (then 200), counting the bodies."""
+
+    statuses: ClassVar[list[int]] = []
+    bodies: ClassVar[list[bytes]] = []
+
+    def do_PUT(self) -> None:
+        self.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        status = self.statuses.pop(0) if self.statuses else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_put_is_retried_on_5xx_but_not_on_a_refusal() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/appliances/a/manifest"
+    waits: list[float] = []
+    try:
+        Flaky.statuses[:] = [503, 502]
+        put_with_retries(url, "t", b"{1}", attempts=3, retry_s=0.5, sleep=waits.append)
+        assert Flaky.bodies == [b"{1}"] * 3 and waits == [0.5, 1.0]
+        Flaky.statuses[:] = [503, 503, 503]
+        with pytest.raises(PlanInputError, match="HTTP 503"):
+            put_with_retries(url, "t", b"{2}", attempts=3, sleep=waits.append)
+        Flaky.bodies.clear()
+        Flaky.statuses[:] = [409]
+        with pytest.raises(PlanInputError, match="HTTP 409"):
+            put_with_retries(url, "t", b"{3}", attempts=3, sleep=waits.append)
+        assert Flaky.bodies == [b"{3}"]  # a refusal is final
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_publication_reports_the_appliances_left_out() -> None:
+    texts = [(f"a{i}", b"{}" * i) for i in range(10)]
+    put_urls: list[str] = []
+    lock = threading.Lock()
+
+    def put(url: str, token: str, body: bytes) -> None:
+        with lock:
+            put_urls.append(url)
+        if url.endswith("/a3/manifest") or url.endswith("/a7/manifest"):
+            raise PlanInputError(f"PUT {url}: HTTP 503 down")
+
+    lines: list[str] = []
+    summary = publish_manifests("http://c", "t", iter(texts), 10, lines.append, put=put)
+    assert sorted(summary.published) == [f"a{i}" for i in range(10) if i not in (3, 7)]
+    assert summary.failed == {"a3": "HTTP 503 down", "a7": "HTTP 503 down"}
+    assert summary.bytes == sum(2 * i for i in range(10) if i not in (3, 7))
+    assert len(put_urls) == 10
+    line = summary.failure_line(9)
+    assert "published to 8 appliances; NOT published to 2: a3 (HTTP 503 down)" in line
+    assert "published 8/10 appliances" in "\n".join(lines)
+
+    # Control refuses everything: after 2 x in_flight failures the rest are not tried.
+    # (Up to in_flight more may already be on their way when the fourth failure is seen.)
+    summary = publish_manifests(
+        "http://c", "t", iter(texts), 10, lines.append, in_flight=2, put=refuse
+    )
+    assert not summary.published and 4 <= len(summary.failed) <= 6
+    assert len(summary.failed) + len(summary.not_attempted) == 10
+    assert "and 5 more" in summary.failure_line(9, shown=5)
+
+
+def refuse(url: str, token: str, body: bytes) -> None:
+    raise PlanInputError(f"PUT {url}: HTTP 409 stale")

@@ -42,7 +42,11 @@ def edges(tmp_path: Path) -> Iterator[list[EdgeProcess]]:
 def start_edge(
     tmp_path: Path, name: str, keyring: Keyring, started: list[EdgeProcess], files: dict[str, bytes]
 ) -> EdgeProcess:
-    edge = edge_with_keyring(tmp_path / name, files, keyring).start()
+    # No scrub on sources: these tests corrupt a source's file on purpose, and a scrub that
+    # quarantines it first would hide the agent's own checksum check (tested in test_scrub).
+    edge = edge_with_keyring(
+        tmp_path / name, files, keyring, extra_config="[scrub]\nenabled = false\n"
+    ).start()
     started.append(edge)
     return edge
 
