@@ -382,7 +382,7 @@ def next_steps(out: Path, user_exists: bool, settings: Settings) -> str:
     return (
         f"edgefleet units: wrote {len(UNITS)} units to {out}\nNext:\n{user_step}"
         f"  write the configs in {settings.config_dir}/ (edge.toml, control.toml, "
-        "steering.toml, fill.toml, planner.env)\n"
+        "steering.toml, fill.toml, planner.toml)\n"
         f"  chgrp {settings.group} {settings.config_dir}/* && chmod 0640 "
         f"{settings.config_dir}/*   # secrets readable by the services only\n"
         "  systemctl daemon-reload\n"

@@ -183,17 +183,34 @@ def _control_token(opts: PlanOptions) -> str:
 # The plan --------------------------------------------------------------------------------------
 
 
+def check_options(opts: PlanOptions) -> None:
+    """Reject a combination of options that cannot make a run, naming the options and their
+    keys in a planner config (fill/planconfig.py)."""
+    if bool(opts.catalog) == bool(opts.catalog_index):
+        raise PlanInputError(
+            "give exactly one of --catalog FILE or --catalog-index DIR "
+            "(inputs.catalog, inputs.catalog_index)"
+        )
+    if bool(opts.fleet) == bool(opts.control):
+        raise PlanInputError(
+            "give exactly one of --fleet FILE or --control URL (fleet.document, fleet.control_url)"
+        )
+    if (opts.publish or opts.popularity_from_control) and not opts.control:
+        raise PlanInputError(
+            "--publish and --popularity-from-control need --control URL "
+            "(output.publish, inputs.popularity_from_control need fleet.control_url)"
+        )
+    if not opts.popularity and not opts.popularity_from_control:
+        raise PlanInputError(
+            "give --popularity FILE... and/or --popularity-from-control "
+            "(inputs.popularity, inputs.popularity_from_control)"
+        )
+
+
 def run_plan(opts: PlanOptions, echo: Any = print) -> FleetPlan:
     """Read the inputs, plan, write and publish as *opts* says; returns the plan."""
     started = time.monotonic()
-    if bool(opts.catalog) == bool(opts.catalog_index):
-        raise PlanInputError("give exactly one of --catalog FILE or --catalog-index DIR")
-    if bool(opts.fleet) == bool(opts.control):
-        raise PlanInputError("give exactly one of --fleet FILE or --control URL")
-    if (opts.publish or opts.popularity_from_control) and not opts.control:
-        raise PlanInputError("--publish and --popularity-from-control need --control URL")
-    if not opts.popularity and not opts.popularity_from_control:
-        raise PlanInputError("give --popularity FILE... and/or --popularity-from-control")
+    check_options(opts)
     entries = (
         read_catalog(opts.catalog) if opts.catalog else catalog_from_index(str(opts.catalog_index))
     )
@@ -376,7 +393,7 @@ def publish_manifests(
             else:
                 summary.published.append(name)
                 summary.bytes += size
-                if len(summary.published) % step == 0:
+                if total >= 10 and len(summary.published) % step == 0:  # a fleet, not a demo
                     echo(
                         f"published {len(summary.published)}/{total} appliances "
                         f"({summary.bytes / 1e6:,.0f} MB, {time.monotonic() - started:.0f} s)"

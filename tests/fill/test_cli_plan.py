@@ -19,6 +19,7 @@ from fill.synth import SynthWorld
 from tests.control.controlproc import ControlFiles, ControlProcess, topology_text
 
 GB = 10**9
+EXAMPLE_PLANNER = Path(__file__).parents[2] / "examples" / "planner.toml"
 
 
 def fill_plan(*args: str) -> subprocess.CompletedProcess[str]:
@@ -130,6 +131,94 @@ def test_bad_inputs_exit_2_naming_the_problem(tmp_path: Path) -> None:
 
     done = fill_plan("--catalog", str(catalog), "--fleet", str(fleet))
     assert done.returncode == 2 and "--popularity" in done.stderr
+
+
+def test_plan_from_a_config_file_with_overrides(tmp_path: Path) -> None:
+    """`fill plan --config`: relative paths from the file's directory, options override keys."""
+    world, catalog, popularity = inputs(tmp_path)
+    capacity = int(world.sizes.sum() * 0.2)
+    (tmp_path / "fleet.json").write_text(json.dumps(fleet_doc(capacity)))
+    config = tmp_path / "planner.toml"
+    config.write_text(
+        f'[inputs]\ncatalog = "{catalog.name}"\npopularity = ["{popularity.name}"]\n'
+        '[fleet]\ndocument = "fleet.json"\n'
+        '[output]\nout_dir = "plans"\ngeneration = 5\n'
+        "[model]\nfill_rate_bps = 8e9\nfill_window_hours = 24.0\nmax_sources = 1\n"
+    )
+    # Run from elsewhere: the file's relative paths must not depend on the working directory.
+    cmd = [sys.executable, "-m", "edgefleet.cli", "fill", "plan", "--config", str(config)]
+    done = subprocess.run(
+        [*cmd, "--generation", "42", "--fill-window-hours", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "plans"
+    report = json.loads((out / "report.json").read_text())
+    assert report["generation"] == 42
+    budget = int(8e9 / 8 * 3600)  # the option's 1 h window, not the file's 24 h
+    assert any(row["add_bytes"] > 0 for row in report["sites"])
+    for row in report["sites"]:
+        assert row["add_bytes"] <= budget * row["appliances"]
+    names = sorted(p.stem for p in (out / "manifests").glob("*.json"))
+    assert names == ["ams1-a", "ams1-b", "lon1-a"]
+    for name in names:
+        m = parse_manifest(json.loads((out / "manifests" / f"{name}.json").read_text()))
+        assert m.generation == 42 and m.files
+        # The file's max_sources = 1 (8 by default lists peers first): the origin alone.
+        assert all(f.sources == ("org1-a",) for f in m.files), name
+
+
+def test_a_bad_config_exits_2_naming_key_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "planner.toml"
+    config.write_text('[inputs]\ncatalog = "c.csv"\n\n[model]\nhysterisis = 1.2\n')
+    done = fill_plan("--config", str(config))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"edgefleet fill plan: {config}:5: unknown key 'model.hysterisis'"
+    )
+    done = fill_plan("--config", str(tmp_path / "missing.toml"))
+    assert done.returncode == 2 and "missing.toml: no such file" in done.stderr
+
+
+def check_config(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgefleet.cli", "fill", "check-config", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_config_planner(tmp_path: Path) -> None:
+    """`fill check-config --planner FILE`: ok with a summary, or the key (and line) at fault."""
+    config = tmp_path / "planner.toml"
+    config.write_text(
+        '[inputs]\ncatalog_index = "/srv/origin/index"\npopularity_from_control = true\n'
+        '[fleet]\ncontrol_url = "http://127.0.0.1:7070"\nsecret_file = "fleet.secret"\n'
+        "[output]\npublish = true\n"
+    )
+    good = check_config("--planner", str(config))
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.strip() == (
+        f"{config}: ok (catalog /srv/origin/index, fleet http://127.0.0.1:7070, output publish)"
+    )
+    config.write_text("[model]\n\nmin_copies = 2.5\n")
+    bad = check_config("--planner", str(config))
+    assert bad.returncode == 2
+    assert f"{config}:3: 'model.min_copies' must be int" in bad.stderr
+    # Keys that are each fine but make no run: named by option and key.
+    config.write_text('[fleet]\ndocument = "fleet.json"\n')
+    bad = check_config("--planner", str(config))
+    assert bad.returncode == 2 and "inputs.catalog, inputs.catalog_index" in bad.stderr
+    # Without --planner the file is read as an agent config: the planner's tables are unknown.
+    bad = check_config(str(EXAMPLE_PLANNER))
+    assert bad.returncode == 2 and "unknown key 'fleet'" in bad.stderr
+    assert check_config("--planner", str(EXAMPLE_PLANNER)).returncode == 2  # no catalog
 
 
 def test_plan_against_real_control_publishes(tmp_path: Path) -> None:

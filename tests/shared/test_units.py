@@ -74,6 +74,15 @@ def service_keys(text: str) -> dict[str, list[str]]:
     return out
 
 
+def test_planner_reads_its_config_file_and_optional_extra_args(rendered: dict[str, str]) -> None:
+    planner = service_keys(rendered["edgefleet-planner.service"])
+    assert planner["ExecStart"] == [
+        f"{EXE} fill plan --config /etc/edgefleet/planner.toml $PLAN_ARGS"
+    ]
+    # "-": planner.env may be absent; then $PLAN_ARGS expands to no argument.
+    assert planner["EnvironmentFile"] == ["-/etc/edgefleet/planner.env"]
+
+
 def test_edge_unit_lifecycle_lines(rendered: dict[str, str]) -> None:
     edge = service_keys(rendered["edgefleet-edge.service"])
     # The supervisor itself is the main process and the only one that notifies.
