@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.player import (
+    DEMO_TITLES,
     PlayerConfig,
     SessionReport,
     Summary,
@@ -260,7 +261,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--spawn-rate", type=float, default=0.0, help="viewers started per second")
     add(
         "--titles",
-        default="sample-64m.bin,sample-64m.bin+sample-1m.bin",
+        default=DEMO_TITLES,
         help="comma-separated titles, content ids joined by '+' (default: the demo's files)",
     )
     add("--client-ip", default="127.0.0.1", help="client_ip sent to steering")

@@ -34,6 +34,7 @@ from locust.argument_parser import LocustArgumentParser
 from locust.env import Environment
 
 from bench.player import (
+    DEMO_TITLES,
     MIB,
     Done,
     Fetch,
@@ -48,8 +49,6 @@ from bench.player import (
 )
 
 DEMO_STEERING = "http://127.0.0.1:7080"
-# A video alone, and a video with an audio track: the demo's files (demo/fleet.py).
-DEMO_TITLES = "sample-64m.bin,sample-64m.bin+sample-1m.bin"
 
 
 class PlayerFailure(Exception):
