@@ -58,7 +58,9 @@ WANTED: Final = frozenset(
     )
 )
 # Header names are filtered by length before lower(): most of a request's headers go no further.
-WANTED_LENGTHS: Final = frozenset(len(name) for name in (*WANTED, b"connection"))
+# llhttp reads Proxy-Connection exactly as Connection: both make the version matter.
+CONNECTION_NAMES: Final = (b"connection", b"proxy-connection")
+WANTED_LENGTHS: Final = frozenset(len(name) for name in (*WANTED, *CONNECTION_NAMES))
 CONDITIONAL: Final = (
     b"if-match",
     b"if-none-match",
@@ -256,15 +258,14 @@ class EdgeProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.url = b""
-        if self.headers:
-            self.headers = {}
+        self.headers = {}  # a new one: a queued Request keeps the previous message's
         self.header_bytes = 0
         self.conditional = False
         self.saw_connection = False
         self.in_head = True
         self.head_raw = -1
         self.began = now = time.monotonic()
-        if not self.out:
+        if not self.out and self.state != LINGER:
             self.state = PARSING
             self.since = now
 
@@ -289,13 +290,15 @@ class EdgeProtocol(asyncio.Protocol):
             old = self.headers.get(name)
             # RFC 9110 §5.3: repeated fields combine into one comma-separated list.
             self.headers[name] = value if old is None else old + b", " + value
-        elif name == b"connection":
+        elif name in CONNECTION_NAMES:
             self.saw_connection = True
 
     def on_headers_complete(self) -> None:
         self.in_head = False
 
     def on_message_complete(self) -> None:
+        if self.state == LINGER or self.closed:
+            return  # closing (Connection: close answered in this same read): RFC 9112 §9.6
         parser = self.parser
         method = parser.get_method()
         keep_alive = parser.should_keep_alive()
@@ -317,7 +320,7 @@ class EdgeProtocol(asyncio.Protocol):
                 if self._fast_path(self.url, self.headers, keep_alive, self.conditional, None):
                     return
             except Exception:
-                self._request_failed()
+                self._request_failed(direct=True)
                 return
         req = Request(
             method,
@@ -337,6 +340,10 @@ class EdgeProtocol(asyncio.Protocol):
 
     def _fail(self, status: int, message: str) -> None:
         """Queue an error reply after the requests already parsed, then close."""
+        if self.state == LINGER or self.closed:
+            # Bytes after a `Connection: close` that was answered in this same read: llhttp
+            # refuses them, and RFC 9112 §9.6 says to ignore them, not to answer.
+            return
         self.parse_failed = True
         self.worker.stats.error(f"bad_request_{status}")
         self.queue.append((status, message))
@@ -373,7 +380,7 @@ class EdgeProtocol(asyncio.Protocol):
                         continue  # sent, or queued and pumping: it took care of itself
                     self._handle(item)
                 except Exception:
-                    if not self._request_failed():
+                    if not self._request_failed(direct=False):
                         return
             self._pump()
         if self.closed:
@@ -390,9 +397,10 @@ class EdgeProtocol(asyncio.Protocol):
         if not self.closed:
             self._next()
 
-    def _request_failed(self) -> bool:
+    def _request_failed(self, direct: bool) -> bool:
         """A bug or an index failure costs this request, never the worker: a 500 when nothing
-        of the response is out yet (True), else the connection is cut (False)."""
+        of the response is out yet (True), else the connection is cut (False). *direct*: it
+        was raised in the parser callback, where no _next loop will pump the 500."""
         self.worker.internal_error()
         self.out.clear()
         self.resp_cid = None
@@ -404,7 +412,7 @@ class EdgeProtocol(asyncio.Protocol):
             return False
         self.resp_keep_alive = False
         self._reply(500, "internal error")
-        if self.resp_req is None:  # raised on the direct path: no _next loop will pump it
+        if direct:
             self._pump()
         return True
 
@@ -510,6 +518,8 @@ class EdgeProtocol(asyncio.Protocol):
                 pass
         if sent == hlen + count:
             # Done at once, the common case: account for it here (what _response_done does).
+            # resp_sent says "a response is out" should anything below raise (no 500 after it).
+            self.resp_sent = sent
             now = time.monotonic()
             stats = worker.stats
             counts = stats.requests
@@ -530,6 +540,8 @@ class EdgeProtocol(asyncio.Protocol):
                 self._log(req, status, count)
             self.since = now
             self.state = IDLE
+            self.resp_sent = 0
+            self.resp_req = None  # _next set it for a queued request; it is answered
             if not keep_alive:
                 self.resp_keep_alive = False
                 self._close()
@@ -1003,7 +1015,9 @@ class EdgeProtocol(asyncio.Protocol):
             if elapsed > limits.send_timeout_s:
                 self.worker.stats.error("send_timeout")
                 self._abort()
-        elif self.state == PARSING:
+        elif self.state == PARSING and (self.in_head or not self.queue):
+            # (A complete request waiting in the queue, e.g. held by the fault-delay switch,
+            # is not a slow header.)
             if elapsed > limits.header_timeout_s:
                 self.worker.stats.error("header_timeout")
                 self.parse_failed = True

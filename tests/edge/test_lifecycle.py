@@ -4,6 +4,7 @@ systemd notifications, and refusing to start on a bad config or a missing index.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -394,3 +395,22 @@ def test_the_fault_delay_switch_slows_every_response_until_removed(
             assert time.monotonic() - start >= 1.0
     switch.unlink()
     wait_until(lambda: elapsed() < 0.5, 10, "responses to be prompt again")
+
+
+def test_a_request_held_by_the_delay_switch_is_not_a_slow_header(
+    edge_factory: Callable[..., EdgeProcess],
+) -> None:
+    """A delay longer than header_timeout_s answers the request, then keeps the connection
+    (the held request once counted as a header timeout and got a 408 after its answer)."""
+    edge = edge_factory({"small.bin": SMALL}, extra_config="[limits]\nheader_timeout_s = 1\n")
+    (edge.root / "run" / "fault-delay-ms").write_text("2500\n")
+    time.sleep(1.5)  # the switch is read once a second
+    with edge.connect() as sock:
+        reader = ResponseReader(sock)
+        sock.sendall(f"GET {edge.url('small.bin')} HTTP/1.1\r\nHost: e\r\n\r\n".encode())
+        assert reader.next()[0] == 200
+        (edge.root / "run" / "fault-delay-ms").unlink()
+        time.sleep(1.5)
+        sock.sendall(f"GET {edge.url('small.bin')} HTTP/1.1\r\nHost: e\r\n\r\n".encode())
+        assert reader.next()[0] == 200  # not a 408, and the connection is still open
+    assert "header_timeout" not in json.dumps(scrape(edge.port))

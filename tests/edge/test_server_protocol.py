@@ -7,12 +7,14 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edge.httpdate import format_http_date
 from edgefleet.tokens import Keyring, signed_query
 from tests.edge.edgeproc import EdgeProcess, ResponseReader, request
+from tests.edge.probes import error_count
 
 DATA = os.urandom(300_000)
 VIDEO = os.urandom(70_000)
@@ -281,3 +283,60 @@ def test_upgrade_is_declined_and_the_close_announced(edge: EdgeProcess) -> None:
         assert (status, body) == (200, VIDEO)
         assert headers["connection"] == "close"
         assert reader.closed()
+
+
+# -- regressions from the review of the direct (parser-callback) path ----------------------
+
+
+def test_a_queued_request_keeps_its_own_headers(edge_factory: Any) -> None:
+    """A fresh edge (no token seen) queues the first request; the pipelined second one's
+    Range must not end up in the first one's headers (it once shared the dictionary)."""
+    edge = edge_factory({"movie.mp4": VIDEO})
+    url = edge.url("movie.mp4")
+    with edge.connect() as sock:
+        sock.sendall(
+            f"GET {url} HTTP/1.1\r\nHost: e\r\n\r\n"
+            f"GET {url} HTTP/1.1\r\nHost: e\r\nRange: bytes=0-99\r\n\r\n".encode()
+        )
+        reader = ResponseReader(sock)
+        status, _, body = reader.next()
+        assert (status, body) == (200, VIDEO)
+        status, _, body = reader.next()
+        assert (status, body) == (206, VIDEO[:100])
+
+
+def test_nothing_is_answered_after_connection_close_in_the_same_read(edge: EdgeProcess) -> None:
+    """RFC 9112 §9.6: after answering `Connection: close` the server closes; a request the
+    client pipelined behind it is not processed."""
+    url = edge.url("movie.mp4")
+    with edge.connect() as sock:
+        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: e\r\nRange: bytes=0-9\r\n\r\n".encode())
+        reader = ResponseReader(sock)
+        assert reader.next()[0] == 206  # the token is seen: the next ones take the fast path
+        sock.sendall(
+            f"GET {url} HTTP/1.1\r\nHost: e\r\nConnection: close\r\nRange: bytes=0-9\r\n\r\n"
+            f"GET {url} HTTP/1.1\r\nHost: e\r\nRange: bytes=10-19\r\n\r\n".encode()
+        )
+        status, headers, body = reader.next()
+        assert (status, body, headers["connection"]) == (206, VIDEO[:10], "close")
+        assert reader.closed()
+    # The request behind it was not sent into the half-closed socket (which once counted a
+    # client_gone and aborted the connection, losing the lingering close).
+    time.sleep(1.2)  # worker counters reach /metrics once a second
+    assert error_count(edge.port, "client_gone") == 0
+    assert error_count(edge.port, "send_error") == 0
+
+
+def test_http10_proxy_connection_keep_alive_is_answered_as_keep_alive(edge: EdgeProcess) -> None:
+    """llhttp keeps an HTTP/1.0 connection open on Proxy-Connection: keep-alive, so the
+    answer must say so (RFC 9112 §9.3), on the general path and on the fast path alike."""
+    url = edge.url("movie.mp4")
+    with edge.connect() as sock:
+        reader = ResponseReader(sock)
+        for _ in range(3):
+            sock.sendall(
+                f"GET {url} HTTP/1.0\r\nProxy-Connection: keep-alive\r\nRange: bytes=0-9\r\n\r\n".encode()
+            )
+            status, headers, body = reader.next()
+            assert (status, body) == (206, VIDEO[:10])
+            assert headers.get("connection", "").lower() == "keep-alive"
