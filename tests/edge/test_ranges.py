@@ -364,3 +364,13 @@ def test_path_range_round_trip(a: int, b: int) -> None:
     assert parse_path_range(f"{first}-{last}") == (first, last)
     if first != last:
         assert parse_path_range(f"{last}-{first}") is None
+
+
+def test_the_dash_count_shortcut_agrees_with_parsing() -> None:
+    """A header with more dashes than max_ranges is FULL without being parsed; empty list
+    elements (allowed by RFC 9110 §5.6.1) and suffix specs count as they should."""
+    ok = "bytes=0-0,,, 10-10 ,-5"  # 3 specs, 3 dashes
+    assert isinstance(evaluate(ok, 1000, max_ranges=3), Satisfiable)
+    assert evaluate(ok + ",20-20", 1000, max_ranges=3) is FULL
+    hostile = "bytes=" + ",".join(f"{i}-{i + 100}" for i in range(1100))
+    assert evaluate(hostile, 1 << 25, max_ranges=16) is FULL
