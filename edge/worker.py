@@ -36,8 +36,8 @@ from edgefleet.tokens import Keyring, KeyringError
 
 log = logging.getLogger("edgefleet.edge")
 TICK_S = 1.0
-SWEEP_SLICES = 10  # the once-a-second timeout sweep is spread over this many slices
-SWEEP_MIN = 200  # ...of at least this many connections (a small worker sweeps at once)
+SWEEP_SLICES = 50  # the once-a-second timeout sweep is spread over this many slices
+SWEEP_MIN = 100  # ...of at least this many connections (a small worker sweeps at once)
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
