@@ -55,6 +55,13 @@ loadtest: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
+# Hostile clients against one edge (bench/hostile.py: slowhttptest slowloris, slow read and
+# Range abuse, 5,000 idle connections) while a normal client measures its latency; ~2.5 min.
+# Needs slowhttptest (apt-get install slowhttptest; Python attackers otherwise).
+.PHONY: hostile
+hostile: $(STAMP)
+	$(BIN)/python -m bench.hostile $(HOSTILE_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
