@@ -106,7 +106,10 @@ def test_ffmpeg_seeks_and_decodes(edge: EdgeProcess) -> None:
     # Reaching the moov atom at the end and seeking to 2 s takes range requests.
     after = scrape(edge.port)['edgefleet_edge_requests_total{code="206"}']
     assert after >= before + 2
-    assert not any(k.startswith("edgefleet_edge_errors_total") for k in scrape(edge.port))
+    # A player that seeks closes the connection of the range it no longer wants: a
+    # `client_gone` is normal (how many depends on timing); any other error kind is not.
+    errors = [k for k in scrape(edge.port) if k.startswith("edgefleet_edge_errors_total")]
+    assert [k for k in errors if 'kind="client_gone"' not in k] == [], errors
 
 
 def test_access_log_shows_the_range_requests(edge: EdgeProcess, video: bytes) -> None:
