@@ -322,15 +322,7 @@ class EdgeProtocol(asyncio.Protocol):
             except Exception:
                 self._request_failed(direct=True)
                 return
-        req = Request(
-            method,
-            self.url,
-            self.headers,
-            keep_alive,
-            1 if parser.get_http_version() == "1.1" else 0,
-            self.began,
-            self.conditional,
-        )
+        req = self._parsed_request(method, keep_alive)
         req.try_fast = not tried
         queue.append(req)
         if len(queue) >= self.limits.max_pipelined_requests:
@@ -510,7 +502,7 @@ class EdgeProtocol(asyncio.Protocol):
         if worker.use_sendfile:
             try:
                 sent = self.sock.send(  # type: ignore[union-attr]
-                    head, MSG_MORE if 0 < count <= worker.coalesce_max else 0
+                    head, _header_flags(count, worker.coalesce_max)
                 )
                 if sent == hlen and count:
                     sent += os.sendfile(self.sockfd, entry.fd, offset, count)
@@ -536,7 +528,7 @@ class EdgeProtocol(asyncio.Protocol):
             served[cid] = served.get(cid, 0) + count
             if worker.access_log is not None:
                 if req is None:
-                    req = self._request_now(keep_alive)
+                    req = self._parsed_request(b"GET", keep_alive)
                 self._log(req, status, count)
             self.since = now
             self.state = IDLE
@@ -547,7 +539,7 @@ class EdgeProtocol(asyncio.Protocol):
                 self._close()
             return True
         if req is None:
-            req = self._request_now(keep_alive)
+            req = self._parsed_request(b"GET", keep_alive)
         self.resp_req = req
         self.resp_keep_alive = keep_alive
         entry.refs += 1  # the rest is sent later: keep the descriptor open until then
@@ -557,21 +549,21 @@ class EdgeProtocol(asyncio.Protocol):
         self.resp_head_len = hlen
         self.resp_cid = cid
         out = self.out
-        if sent < len(head):
+        if sent < hlen:
             out.append(head[sent:])
             if count:
                 out.append([offset, count])
         else:
-            done = sent - len(head)
+            done = sent - hlen
             out.append([offset + done, count - done])
         self._pump()
         return True
 
-    def _request_now(self, keep_alive: bool) -> Request:
-        """The Request of the message the parser just completed (for logging, or to finish
-        later): its fields are still in `self`."""
+    def _parsed_request(self, method: bytes, keep_alive: bool) -> Request:
+        """The Request of the message the parser just completed: its fields are still in
+        `self` (made only when it must wait in the queue, be logged, or finish later)."""
         return Request(
-            b"GET",
+            method,
             self.url,
             self.headers,
             keep_alive,
