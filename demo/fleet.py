@@ -240,9 +240,12 @@ def start(name: str, args: list[str], log: Path) -> Service:
     raise RuntimeError(f"{name} did not start; see {log}")
 
 
+MAX_URLS = 3
+
+
 def steer(url: str, content_ids: list[str]) -> dict[str, Any]:
     """One POST /v1/steer."""
-    body = json.dumps({"client_ip": CLIENT_IP, "content_ids": content_ids, "max_urls": 3})
+    body = json.dumps({"client_ip": CLIENT_IP, "content_ids": content_ids, "max_urls": MAX_URLS})
     req = urllib.request.Request(
         f"{url}/v1/steer", data=body.encode(), headers={"Content-Type": "application/json"}
     )
@@ -251,18 +254,46 @@ def steer(url: str, content_ids: list[str]) -> dict[str, Any]:
     return answer
 
 
-def wait_for_fleet(steering: str, content_ids: list[str], timeout: float = 30) -> dict[str, Any]:
-    """Poll steering until every edge has reported in and each content id has a URL."""
+def planned_holders(plan: Path, content_ids: list[str]) -> dict[str, set[str]]:
+    """Which appliances tonight's manifests (plan/manifests/<name>.json) put each id on."""
+    holders: dict[str, set[str]] = {cid: set() for cid in content_ids}
+    for path in sorted((plan / "manifests").glob("*.json")):
+        doc = json.loads(path.read_text())
+        for entry in doc["files"]:
+            if entry["id"] in holders:
+                holders[entry["id"]].add(doc["appliance"])
+    return holders
+
+
+def converged(answer: dict[str, Any], holders: dict[str, set[str]]) -> bool:
+    """Steering lists every appliance the plan filled with each id (or as many as it may)."""
+    for result in answer["results"]:
+        listed = {u["appliance"] for u in result["urls"]}
+        want = holders.get(result["content_id"], set())
+        if not listed or not (want <= listed or len(listed) >= MAX_URLS):
+            return False
+    return True
+
+
+def wait_for_fleet(
+    steering: str, content_ids: list[str], holders: dict[str, set[str]], timeout: float = 30
+) -> dict[str, Any]:
+    """Poll steering until every filled edge's inventory has reached it: each id is offered
+    by every appliance the plan put it on. (Edges report their inventory with their next
+    heartbeat after the fill, one by one: a first answer can still miss the slowest edge.)"""
     deadline = time.monotonic() + timeout
     answer: dict[str, Any] = {}
     while time.monotonic() < deadline:
         try:
             answer = steer(steering, content_ids)
-            if all(r["urls"] for r in answer["results"]):
+            if converged(answer, holders):
                 return answer
         except (urllib.error.URLError, OSError, ValueError, KeyError):
             pass
         time.sleep(0.3)
+    if answer and all(r["urls"] for r in answer["results"]):
+        print(f"note: after {timeout:.0f} s steering still does not list every filled edge")
+        return answer
     raise RuntimeError(f"steering gave no URLs within {timeout:.0f} s: {answer}")
 
 
@@ -394,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<7} {summary}")
 
         shown: list[str] = [c for c in ("sample-8m.bin", "testcard.mp4") if c in samples]
-        answer = wait_for_fleet(steering.url, shown)
+        answer = wait_for_fleet(steering.url, shown, planned_holders(data / "plan", shown))
         _show(data, services, steering.url, shown, answer)
         if args.check:
             first = answer["results"][0]["urls"][0]["url"]
@@ -436,7 +467,7 @@ def _show(
     print("            origin-1 holds the catalog and feeds the fills, never players")
     print(f"  plan      {data / 'plan' / 'report.json'} and manifests/")
     print("\nAsk steering where a player at 127.0.0.1 should fetch files:")
-    body = json.dumps({"client_ip": CLIENT_IP, "content_ids": shown, "max_urls": 3})
+    body = json.dumps({"client_ip": CLIENT_IP, "content_ids": shown, "max_urls": MAX_URLS})
     print(f"  curl -s {steering}/v1/steer -H 'Content-Type: application/json' -d '{body}'")
     print("\nIt answered (ranked failover order, signed URLs bound to 127.0.0.1):")
     for r in answer["results"]:

@@ -84,3 +84,30 @@ def test_sigterm_stops_the_demo_and_every_service(demo_run: tuple[Path, str]) ->
     assert rest.rstrip().endswith("edgefleet demo: stopped")
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, alive
+
+
+def test_the_demo_waits_for_every_filled_edge_not_the_first_answer(tmp_path: Path) -> None:
+    """Edges report their fills one heartbeat at a time: an answer that lists only some of the
+    appliances the plan filled is not the fleet's steady state, and the demo keeps waiting."""
+    from demo.fleet import converged, planned_holders
+
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    for name, ids in {"a": ["x", "y"], "b": ["x"], "c": ["z"]}.items():
+        files = [{"id": i, "size": 1, "checksum": "0", "sources": []} for i in ids]
+        (manifests / f"{name}.json").write_text(json.dumps({"appliance": name, "files": files}))
+    holders = planned_holders(tmp_path, ["x", "y"])
+    assert holders == {"x": {"a", "b"}, "y": {"a"}}
+
+    def answer(**urls: list[str]) -> dict[str, object]:
+        return {
+            "results": [
+                {"content_id": cid, "urls": [{"appliance": n} for n in names]}
+                for cid, names in urls.items()
+            ]
+        }
+
+    assert not converged(answer(x=["b"], y=["a"]), holders)  # a has not reported x yet
+    assert not converged(answer(x=["a", "b"], y=[]), holders)  # nothing for y
+    assert converged(answer(x=["b", "a"], y=["a"]), holders)
+    assert converged(answer(x=["b", "a", "c"], y=["a", "c"]), holders)  # more is fine

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import psutil
+
 from tests.edge.edgeproc import EdgeProcess, request
 
 T = TypeVar("T")
@@ -45,3 +47,12 @@ def assert_serves(edge: EdgeProcess, content_id: str, data: bytes) -> None:
     status, _, body = request(edge.port, edge.url(content_id))
     assert status == 200, body[:200]
     assert body == data
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (reaped, or a zombie). Checked in one step: a process reaped
+    between "does it exist" and "what is its state" is gone, not an error."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

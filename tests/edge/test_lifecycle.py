@@ -20,7 +20,7 @@ import pytest
 
 from edgefleet.tokens import Keyring, new_key
 from tests.edge.edgeproc import EdgeProcess, ResponseReader, request
-from tests.edge.probes import assert_serves, scrape, wait_until
+from tests.edge.probes import assert_serves, gone, scrape, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def test_killed_worker_is_replaced_and_serving_continues(
     victim = before[0]
     os.kill(victim, signal.SIGKILL)
     wait_until(
-        lambda: not psutil.pid_exists(victim) or psutil.Process(victim).status() == "zombie",
+        lambda: gone(victim),
         10,
         "the killed worker to be gone",
     )
@@ -360,15 +360,9 @@ def test_workers_follow_a_killed_supervisor(edge_factory: Callable[..., EdgeProc
     assert len(workers) == 2
     edge.signal(signal.SIGKILL)
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(
-        psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in workers
-    ):
+    while time.monotonic() < deadline and not all(gone(p) for p in workers):
         time.sleep(0.1)
-    assert not [
-        p
-        for p in workers
-        if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-    ]
+    assert [p for p in workers if not gone(p)] == []
 
 
 def test_the_fault_delay_switch_slows_every_response_until_removed(
