@@ -713,6 +713,10 @@ class EdgeProtocol(asyncio.Protocol):
                 self._start(206, head, (base + first, last - first + 1))
             else:
                 self._multipart(entry, block, parts, base, size, conn)
+        elif decision is ranges.EXCESSIVE:
+            # §15.5.17: too many or overlapping ranges are refused (edge.ranges says why).
+            self.worker.stats.error("range_refused")
+            self._reply(416, "too many or overlapping ranges", UNSATISFIED % size)
         else:
             self._reply(416, "range not satisfiable", UNSATISFIED % size)
 

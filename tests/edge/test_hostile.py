@@ -353,3 +353,28 @@ def _try_metrics(edge: EdgeProcess) -> bool:
     except (ConnectionError, ValueError, IndexError):
         return False
     return True
+
+
+@pytest.mark.usefixtures("still_serving")
+def test_range_abuse_is_refused_with_416_not_answered_with_the_whole_file(
+    edge: EdgeProcess,
+) -> None:
+    """The "Apache Killer" shapes (RFC 9110 §15.5.17): 1,100 overlapping ranges, or two that
+    add up to more than the file, get a one-line 416 instead of 16 MiB, are counted as
+    range_refused, and the connection stays open for the player's next request."""
+    before = error_count(edge.port, "range_refused")
+    url = edge.url("big.bin")
+    many = "bytes=0-," + ",".join(f"5-{i}" for i in range(1100))
+    with edge.connect() as sock:
+        reader = ResponseReader(sock)
+        for header in (many, "bytes=0-,0-"):
+            sock.sendall(f"GET {url} HTTP/1.1\r\nHost: a\r\nRange: {header}\r\n\r\n".encode())
+            status, headers, body = reader.next()
+            assert status == 416
+            assert headers["content-range"] == f"bytes */{len(BIG)}"
+            assert one_line(body)
+        # The same connection then plays a normal range.
+        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: a\r\nRange: bytes=0-99\r\n\r\n".encode())
+        status, _, body = reader.next()
+        assert (status, body) == (206, BIG[:100])
+    wait_until(lambda: error_count(edge.port, "range_refused") >= before + 2, 5, "range_refused x2")
