@@ -41,6 +41,10 @@ class LimitsConfig:
     max_connections_per_worker: int = 10_000
     max_pipelined_requests: int = 32
     max_ranges: int = 16
+    # Body bytes one connection may send per event-loop turn before the others get theirs
+    # (nginx's sendfile_max_chunk): one sendfile into an empty socket buffer can queue megabytes
+    # and hold the worker for a millisecond while every other client waits.
+    send_chunk_bytes: int = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,8 @@ class EdgeConfig:
             raise ValueError("'limits.max_header_bytes' must be at least 256")
         if self.limits.max_ranges < 1:
             raise ValueError("'limits.max_ranges' must be at least 1")
+        if self.limits.send_chunk_bytes < 65536:
+            raise ValueError("'limits.send_chunk_bytes' must be at least 65536")
         if self.control.url and not (self.control.appliance and self.control.secret_file):
             raise ValueError(
                 "'control.appliance' and 'control.secret_file' are required with 'control.url'"

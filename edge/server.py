@@ -69,7 +69,6 @@ CONDITIONAL: Final = (
     b"if-range",
 )
 MSG_MORE: Final = getattr(socket, "MSG_MORE", 0)
-SENDFILE_MAX: Final = 1 << 30
 TOKENS_SEEN_MAX: Final = 65_536
 FALLBACK_CHUNK: Final = 256 * 1024
 LINGER_S: Final = 2.0
@@ -505,7 +504,9 @@ class EdgeProtocol(asyncio.Protocol):
                     head, _header_flags(count, worker.coalesce_max)
                 )
                 if sent == hlen and count:
-                    sent += os.sendfile(self.sockfd, entry.fd, offset, count)
+                    sent += os.sendfile(
+                        self.sockfd, entry.fd, offset, min(count, worker.send_chunk)
+                    )
             except OSError:
                 pass
         if sent == hlen + count:
@@ -556,7 +557,7 @@ class EdgeProtocol(asyncio.Protocol):
         else:
             done = sent - hlen
             out.append([offset + done, count - done])
-        self._pump()
+        self._pump(worker.send_chunk - max(sent - hlen, 0))
         return True
 
     def _parsed_request(self, method: bytes, keep_alive: bool) -> Request:
@@ -822,23 +823,31 @@ class EdgeProtocol(asyncio.Protocol):
 
     # -- output -------------------------------------------------------------------------
 
-    def _pump(self) -> None:
-        """Write queued output until done or the socket is full."""
+    def _pump(self, budget: int = -1) -> None:
+        """Write queued output until done, the socket is full, or *budget* body bytes (default
+        `limits.send_chunk_bytes`) went out in this call: then the rest waits for the next
+        loop turn, behind every other ready connection (one fast reader, or a slow reader
+        with an empty socket buffer, never holds the worker for more than one chunk)."""
         out = self.out
         sock = self.sock
         if sock is None or self.closed:
             return
         worker = self.worker
+        if budget < 0:
+            budget = worker.send_chunk
         while out:
+            if budget <= 0:
+                self._wait_writable()
+                return
             chunk = out[0]
             if chunk.__class__ is list:
                 offset, count = chunk
                 fd = self.resp_file.fd  # type: ignore[union-attr]
                 try:
                     if worker.use_sendfile:
-                        n = os.sendfile(self.sockfd, fd, offset, min(count, SENDFILE_MAX))
+                        n = os.sendfile(self.sockfd, fd, offset, min(count, budget))
                     else:
-                        data = os.pread(fd, min(count, FALLBACK_CHUNK), offset)
+                        data = os.pread(fd, min(count, FALLBACK_CHUNK, budget), offset)
                         if not data:
                             n = 0
                         else:
@@ -860,6 +869,7 @@ class EdgeProtocol(asyncio.Protocol):
                     self._abort()
                     return
                 self.resp_sent += n
+                budget -= n
                 if n == count:
                     out.popleft()
                 else:

@@ -105,6 +105,7 @@ class Worker:
         self.drained = asyncio.Event()
         self.use_sendfile = config.sendfile and os.environ.get("EDGEFLEET_NO_SENDFILE") != "1"
         self.coalesce_max = config.header_coalesce_max_bytes
+        self.send_chunk = config.limits.send_chunk_bytes  # body bytes per connection per turn
         self.boundary = secrets.token_hex(16).encode()
         self.date_line = b""
         self._unavailable_logged: set[bytes] = set()

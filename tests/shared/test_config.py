@@ -207,6 +207,7 @@ def test_tokens_must_be_disabled_explicitly() -> None:
         ("[listen]\nport = -1\n", "'listen.port' must be 0..65535"),
         ("[limits]\nmax_header_bytes = 255\n", "'limits.max_header_bytes' must be at least 256"),
         ("[limits]\nmax_ranges = 0\n", "'limits.max_ranges' must be at least 1"),
+        ("[limits]\nsend_chunk_bytes = 4096\n", "'limits.send_chunk_bytes' must be at least 65536"),
         ("[limits]\nheader_timeout_s = 0\n", "'limits.header_timeout_s' must be positive"),
         ("[limits]\nsend_timeout_s = -1.5\n", "'limits.send_timeout_s' must be positive"),
         ("[limits]\nkeep_alive_timeout_s = 0.0\n", "'limits.keep_alive_timeout_s' must be"),
