@@ -62,7 +62,10 @@ ANSI: Final = re.compile(r"\x1b\[[0-9;]*m")
 RANGE_BYTES: Final = 64 << 10
 FILE_NAME: Final = "big.bin"
 ATTACKS: Final = ("slowloris", "slow-read", "range-abuse", "idle", "all")
-SAMPLE_S: Final = 0.5  # RSS and /metrics sampling period during a phase
+SAMPLE_S: Final = 0.5  # RSS sampling period during a phase
+# /metrics less often: each scrape makes one edge worker render the whole appliance's metrics,
+# 2-4 ms of its event loop (measured), which a real Prometheus does every 15 s, not twice a second.
+SCRAPE_EVERY: Final = 4
 METRICS_FLUSH_S: Final = 1.2  # edge workers publish their counters once a second
 TIMEOUT_KINDS: Final = ("header_timeout", "send_timeout", "connection_limit")
 PLAYER_TIMEOUT_S: Final = 30.0  # one normal request that takes this long counts as failed
@@ -92,6 +95,8 @@ class Options:
     attacks: tuple[str, ...]
     seed: int
     normal_rate: float = 200.0  # requests/s of the normal client; 0: back to back
+    attacker_cpu: float = 25.0  # % of one core for all attackers (a CPU cgroup); 0: uncapped
+    rounds: int = 1  # the whole sequence (unloaded, then each attack) this many times
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -112,6 +117,20 @@ def parse_args(argv: Sequence[str]) -> Options:
     p.add_argument(
         "--normal-rate", type=float, default=200.0, help="normal requests/s, 0: closed loop (200)"
     )
+    p.add_argument(
+        "--attacker-cpu",
+        type=float,
+        default=25.0,
+        help="CPU cap of all attackers together, %% of one core, in an idle-class cgroup"
+        " (25; 0: none)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat unloaded + attacks; each attack is judged against its own round's"
+        " unloaded phase, the verdict on the median round (1)",
+    )
     p.add_argument("--seed", type=int, default=7)
     a = p.parse_args(argv)
     attacks = tuple(x.strip() for x in a.attacks.split(",") if x.strip())
@@ -123,6 +142,10 @@ def parse_args(argv: Sequence[str]) -> Options:
             p.error(f"--{name.replace('_', '-')} must be positive")
     if a.normal_rate < 0:
         p.error("--normal-rate must be 0 or more")
+    if not 0 <= a.attacker_cpu <= 100 * len(os.sched_getaffinity(0)):
+        p.error("--attacker-cpu must be 0 (no cap) .. 100 x cores")
+    if a.rounds < 1:
+        p.error("--rounds must be at least 1")
     if a.file_mib < 1 or a.workers < 1:
         p.error("--file-mib and --workers must be at least 1")
     return Options(
@@ -141,6 +164,8 @@ def parse_args(argv: Sequence[str]) -> Options:
         attacks=attacks,
         seed=a.seed,
         normal_rate=a.normal_rate,
+        attacker_cpu=a.attacker_cpu,
+        rounds=a.rounds,
     )
 
 
@@ -195,18 +220,55 @@ class Phase:
     p99_ratio: float = float("nan")
     verdict: str = ""
     why: list[str] = field(default_factory=list)
+    round: int = 1
+    p99_limit_ms: float = float("nan")  # 2x this round's unloaded p99 + the floor
 
 
 def judge(phase: Phase, base: Phase, floor_ms: float, rss_bound_mib: float) -> None:
     """Fill in the ratio and verdict of *phase* against the unloaded *base*."""
     phase.p99_ratio = phase.latency.p99_ms / base.latency.p99_ms
-    if not phase.latency.p99_ms <= 2 * base.latency.p99_ms + floor_ms:  # NaN fails too
+    phase.p99_limit_ms = 2 * base.latency.p99_ms + floor_ms
+    if not phase.latency.p99_ms <= phase.p99_limit_ms:  # NaN fails too
         phase.why.append(f"p99 {phase.latency.p99_ms:.2f} ms > 2x unloaded")
     if phase.latency.failed:
         phase.why.append(f"{phase.latency.failed} normal requests failed")
     if phase.rss_peak_mib > base.rss_peak_mib + rss_bound_mib:
         phase.why.append(f"RSS {phase.rss_peak_mib:.0f} MiB > unloaded + {rss_bound_mib:.0f}")
     phase.verdict = "FAIL" if phase.why else "ok"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One attack over every round: the latency target on the median round; failed normal
+    requests and memory in every round."""
+
+    attack: str
+    ratios: tuple[float, ...]  # p99 / its round's unloaded p99
+    median_ratio: float
+    ok: bool
+    why: tuple[str, ...]
+
+
+def overall(phases: Sequence[Phase]) -> list[Verdict]:
+    """Per attack, across rounds. The machine's noise moves a sub-millisecond p99 by 2x from
+    one minute to the next (bench/results of 2026-12-06: the same code measured 0.83 and
+    3.97 ms under the same attack); a round compares an attack with an unloaded phase
+    measured a minute before it, and the median round decides the latency target."""
+    out = []
+    attacks = list(dict.fromkeys(p.attack for p in phases if p.attack != "unloaded"))
+    for attack in attacks:
+        mine = [p for p in phases if p.attack == attack]
+        scores = sorted(p.latency.p99_ms / p.p99_limit_ms for p in mine)
+        median_score = statistics.median(scores) if scores else float("nan")
+        why = []
+        if not median_score <= 1.0:  # NaN fails too
+            why.append(f"median round's p99 {median_score:.2f}x its limit")
+        for p in mine:
+            why += [w for w in p.why if not w.startswith("p99 ")]
+        ratios = tuple(p.p99_ratio for p in mine)
+        median_ratio = statistics.median(ratios) if ratios else float("nan")
+        out.append(Verdict(attack, ratios, median_ratio, not why, tuple(why)))
+    return out
 
 
 def rows(phases: Sequence[Phase]) -> list[list[str]]:
@@ -218,6 +280,7 @@ def rows(phases: Sequence[Phase]) -> list[list[str]]:
         codes = " ".join(f"{k}x{v}" for k, v in sorted(ph.codes.items())) or "-"
         out.append(
             [
+                str(ph.round),
                 ph.attack,
                 ph.tool,
                 f"{lat.requests}",
@@ -234,6 +297,7 @@ def rows(phases: Sequence[Phase]) -> list[list[str]]:
 
 
 HEADER: Final = (
+    "round",
     "attack",
     "tool",
     "normal reqs",
@@ -467,23 +531,107 @@ def attacker_main(attack: str, port: int, path: str, conns: int, rate: int, secs
 
 
 ATTACKER_NICE: Final = 19
+CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
+CGROUP_PERIOD_US: Final = 10_000  # short: a capped attacker waits at most ~10 ms to run again
+
+
+class Cages:
+    """One CPU cgroup for all the attackers: capped at *percent* of one core together and
+    idle-class (`cpu.idle`: it runs on CPU time nothing else wants).
+
+    On a real network the attackers are other machines and their CPU costs the edge nothing.
+    Here they share the 2 cores, and slowhttptest busy-polls: measured with `strace -c`, its
+    slow-read mode makes ~15,000 poll() calls a second over 500 sockets, and with slowloris
+    it took 142 % of the 200 % of CPU while the edge's workers used 8 %; the hypervisor
+    then steals time from the whole guest (6 % measured). nice 19 or SCHED_IDLE alone did not
+    help, nor did a cap of 25 % per attacker (about 60 % in all): the normal client's p99 went
+    from ~0.5 ms to 2-4 ms with the edge itself mostly idle. With all of them held to 25 % of
+    one core in one idle-class group, every attack still runs at full size (the report's
+    attacker lines and the edge's timeout counters show it). Needs a writable cgroup v1 `cpu`
+    or v2 hierarchy (root on most machines); without one the attackers run uncapped at nice
+    19 and the report says so."""
+
+    def __init__(self, percent: float) -> None:
+        self.percent = percent
+        self.path: Path | None = None
+        self.base: Path | None = None
+        self.version = 0
+        self.problem = ""
+        if percent <= 0:
+            self.problem = "uncapped (--attacker-cpu 0)"
+            return
+        v1 = CGROUP_ROOT / "cpu"
+        v2 = CGROUP_ROOT / "cgroup.controllers"
+        if (v1 / "cpu.cfs_quota_us").exists():
+            self.base, self.version = v1, 1
+        elif v2.exists() and "cpu" in v2.read_text().split():
+            self.base, self.version = CGROUP_ROOT, 2
+        else:
+            self.problem = "uncapped: no cgroup cpu controller found"
+
+    def describe(self) -> str:
+        if self.problem:
+            return f"at nice {ATTACKER_NICE}, {self.problem}"
+        return (
+            f"together in one idle-class CPU cgroup (v{self.version}) capped at"
+            f" {self.percent:g} % of one core, at nice {ATTACKER_NICE}"
+        )
+
+    def cage(self, name: str) -> Path | None:
+        """The attackers' cgroup, made on first use (None when caging is off or fails)."""
+        if self.base is None or self.problem:
+            return None
+        if self.path is not None:
+            return self.path
+        path = self.base / f"edgefleet-hostile-{os.getpid()}"
+        quota = int(CGROUP_PERIOD_US * self.percent / 100)
+        try:
+            path.mkdir(exist_ok=True)
+            self.path = path
+            if self.version == 1:
+                (path / "cpu.cfs_period_us").write_text(str(CGROUP_PERIOD_US))
+                (path / "cpu.cfs_quota_us").write_text(str(quota))
+            else:
+                (path / "cpu.max").write_text(f"{quota} {CGROUP_PERIOD_US}")
+            with suppress(OSError):  # cpu.idle: Linux 5.15 and newer
+                (path / "cpu.idle").write_text("1")
+        except OSError as exc:
+            self.problem = f"uncapped: cannot set up a cgroup ({exc.strerror})"
+            return None
+        return path
+
+    def close(self) -> None:
+        """Remove the cgroup (its processes have exited)."""
+        if self.path is not None:
+            with suppress(OSError):
+                self.path.rmdir()
+            self.path = None
+
+
+def _enter_cgroup(path: Path | None) -> None:
+    """In the forked child, before exec: move into the attacker's cgroup."""
+    if path is not None:
+        with suppress(OSError):
+            (path / "cgroup.procs").write_text(str(os.getpid()))
 
 
 class Attacker:
     """One attacking process: slowhttptest or a Python attacker."""
 
-    def __init__(self, attack: str, tool: str, cmd: list[str], log: Path) -> None:
+    def __init__(
+        self, attack: str, tool: str, cmd: list[str], log: Path, cage: Path | None = None
+    ) -> None:
         self.attack, self.tool, self.log = attack, tool, log
         self.out: IO[str] = open(log, "w")  # noqa: SIM115 - closed in stop()
-        # Attackers run at the lowest CPU priority: on a real network they are other machines;
-        # here they share the 2 cores with the edge and the normal client, and without this
-        # the measurement is of the attackers' CPU, not of the edge's resistance.
+        # Attackers stand for other machines: they get the CPU the edge and the normal client
+        # leave (a capped idle-class cgroup, see Cages, and the lowest nice level).
         self.proc = subprocess.Popen(
             ["nice", "-n", str(ATTACKER_NICE), *cmd],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self.out,
             text=True,
+            preexec_fn=lambda: _enter_cgroup(cage),  # noqa: PLW1509 - no threads touch it
         )
         self.lines: list[str] = []
         self.ready = threading.Event()
@@ -574,11 +722,12 @@ class Sampler:
         self.thread.start()
 
     def _run(self) -> None:
-        while True:
+        for tick in range(1 << 62):
             self.rss_peak = max(self.rss_peak, edge_rss_mib(self.edge))
             try:
-                conns, _ = edge_gauges(self.edge)
-                self.conns_peak = max(self.conns_peak, conns)
+                if tick % SCRAPE_EVERY == 0:
+                    conns, _ = edge_gauges(self.edge)
+                    self.conns_peak = max(self.conns_peak, conns)
             except (OSError, BenchError) as exc:  # the edge refused its own /metrics: a finding
                 self.problems.append(f"/metrics scrape failed under attack: {exc}")
             if self.stopping.wait(SAMPLE_S):
@@ -593,7 +742,13 @@ class Sampler:
 
 
 def start_attackers(
-    attack: str, opts: Options, edge: Edge, tool: str, binary: str | None, logs: Path
+    attack: str,
+    opts: Options,
+    edge: Edge,
+    tool: str,
+    binary: str | None,
+    logs: Path,
+    cages: Cages,
 ) -> list[Attacker]:
     path = edge.paths[FILE_NAME]
     secs = opts.ramp_s + opts.duration_s + 1
@@ -607,12 +762,14 @@ def start_attackers(
             assert binary is not None
             url = f"http://{HOST}:{edge.port}{path}"
             cmd = slowhttptest_cmd(binary, part, url, conns[part], opts.rate, int(secs + 0.5))
-            out.append(Attacker(part, "slowhttptest", cmd, logs / f"{attack}-{part}.log"))
+            log = logs / f"{attack}-{part}.log"
+            out.append(Attacker(part, "slowhttptest", cmd, log, cages.cage(part)))
         else:
             rate = max(opts.rate, int(conns[part] / max(opts.ramp_s - 1, 1)))  # idle: fast
             cmd = [sys.executable, "-m", "bench.hostile", "_attack", part, str(edge.port), path]
             cmd += [str(conns[part]), str(rate), str(secs)]
-            out.append(Attacker(part, "python", cmd, logs / f"{attack}-{part}.log"))
+            log = logs / f"{attack}-{part}.log"
+            out.append(Attacker(part, "python", cmd, log, cages.cage(part)))
     return out
 
 
@@ -690,6 +847,7 @@ def run(opts: Options) -> int:
     started = time.monotonic()
     timestamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     phases: list[Phase] = []
+    cages = Cages(opts.attacker_cpu)
     with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
         root = Path(tmp)
         src = root / "src"
@@ -705,27 +863,32 @@ def run(opts: Options) -> int:
         try:
             edge_nofile = psutil.Process(edge.proc.pid).rlimit(psutil.RLIMIT_NOFILE)  # type: ignore[union-attr]
             print(f"edge on port {edge.port}, RLIMIT_NOFILE {edge_nofile}, attackers: {tool}")
+            print(f"attackers run {cages.describe()}")
             player = Player(edge.port, edge.paths[FILE_NAME], file, opts.seed, opts.normal_rate)
             player.measure(2.0)  # warm the page cache, the descriptor cache, the connection
-            base, problems = run_phase("unloaded", opts, edge, player, None)
-            warnings += problems
-            base.verdict = "baseline"
-            phases.append(base)
-            print_phase(base)
-            for attack in opts.attacks:
-                phase, problems = run_phase(
-                    attack, opts, edge, player,
-                    lambda a=attack: start_attackers(a, opts, edge, tool, binary, root),
-                )  # fmt: skip
+            for round_no in range(1, opts.rounds + 1):
+                base, problems = run_phase("unloaded", opts, edge, player, None)
                 warnings += problems
-                judge(phase, base, opts.p99_floor_ms, opts.rss_bound_mib)
-                phases.append(phase)
-                print_phase(phase)
+                base.verdict = "baseline"
+                base.round = round_no
+                phases.append(base)
+                print_phase(base)
+                for attack in opts.attacks:
+                    phase, problems = run_phase(
+                        attack, opts, edge, player,
+                        lambda a=attack: start_attackers(a, opts, edge, tool, binary, root, cages),
+                    )  # fmt: skip
+                    warnings += problems
+                    phase.round = round_no
+                    judge(phase, base, opts.p99_floor_ms, opts.rss_bound_mib)
+                    phases.append(phase)
+                    print_phase(phase)
             _, errors = edge_gauges(edge)
         finally:
             if player is not None:
                 player.close()
             edge.stop()
+            cages.close()
             warnings += [f"edge: {m}" for m in edge.messages() if "Traceback" in m]
         if edge.exit_code not in (0, None):
             warnings.append(f"edge exited {edge.exit_code}")
@@ -736,8 +899,10 @@ def run(opts: Options) -> int:
         "nofile": nofile,
         "edge_nofile": list(edge_nofile),
         "attack_tool": tool,
+        "attackers_run": cages.describe(),
         "machine": {"nproc": str(len(os.sched_getaffinity(0))), "git": git_state()},
         "phases": [asdict(p) for p in phases],
+        "verdicts": [asdict(v) for v in overall(phases)],
         "edge_errors_total": errors,
         "warnings": warnings,
     }
@@ -745,7 +910,9 @@ def run(opts: Options) -> int:
     print("\n" + text)
     md, js = write_results(report, text)
     print(f"results: {md} {js}")
-    passed = all(p.verdict == "ok" for p in phases[1:]) and len(phases) == 1 + len(opts.attacks)
+    verdicts = overall(phases)
+    complete = len(phases) == opts.rounds * (1 + len(opts.attacks))
+    passed = complete and all(v.ok for v in verdicts)
     return 0 if passed and edge.exit_code in (0, None) else 1
 
 
@@ -773,7 +940,7 @@ def markdown(report: dict[str, Any], phases: Sequence[Phase]) -> str:
         f"Normal client: its own process, random 64 KiB ranges on one keep-alive connection"
         f" at {opts['normal_rate']:g}/s (0: back to back), every byte checked,"
         f" {opts['duration_s']:g} s per phase after {opts['ramp_s']:g} s of attack build-up.",
-        f"Attackers (at nice {ATTACKER_NICE}: they stand for other machines):"
+        f"Attackers (they stand for other machines: {report['attackers_run']}):"
         f" {report['attack_tool']} (idle connections: Python); slowloris"
         f" {opts['slowloris']}, slow read {opts['slow_read']}, range abuse"
         f" {opts['range_conns']} connections at {opts['rate']}/s; idle {opts['idle']}.",
@@ -783,12 +950,23 @@ def markdown(report: dict[str, Any], phases: Sequence[Phase]) -> str:
         "",
         table(HEADER, rows(phases)),
         "",
+        f"## Verdict ({opts['rounds']} round{'s' if opts['rounds'] > 1 else ''}: each attack"
+        " against its own round's unloaded p99; the latency target on the median round)",
+        "",
+    ]
+    for v in report["verdicts"]:
+        ratios = ", ".join(f"{r:.2f}x" for r in v["ratios"])
+        state = "ok" if v["ok"] else "FAIL (" + "; ".join(v["why"]) + ")"
+        lines.append(f"- {v['attack']}: p99 vs unloaded {ratios}; median {v['median_ratio']:.2f}x:"
+                     f" {state}")  # fmt: skip
+    lines += [
+        "",
         "## What the attackers reported",
         "",
     ]
     for ph in phases:
         for who, said in ph.attackers.items():
-            lines.append(f"- {ph.attack} / {who}: {said}")
+            lines.append(f"- round {ph.round}, {ph.attack} / {who}: {said}")
     lines += [
         "",
         "## When the normal client was slow (> 10 ms; seconds into the measurement, which"
@@ -797,8 +975,10 @@ def markdown(report: dict[str, Any], phases: Sequence[Phase]) -> str:
     ]
     for ph in phases:
         lat = ph.latency
-        lines.append(f"- {ph.attack}: max {lat.max_ms:.1f} ms at {lat.max_at_s:g} s;"
-                     f" > 10 ms at {list(lat.over_10ms_at_s) or 'never'}")  # fmt: skip
+        lines.append(
+            f"- round {ph.round}, {ph.attack}: max {lat.max_ms:.1f} ms at {lat.max_at_s:g} s;"
+            f" > 10 ms at {list(lat.over_10ms_at_s) or 'never'}"
+        )
     lines += ["", "## Warnings", ""]
     lines += [f"- {w}" for w in report["warnings"]] or ["None."]
     return "\n".join(lines) + "\n"

@@ -246,6 +246,19 @@ class Registry:
             drain=rec.admin_drain,
         )
 
+    def next_down_at(self) -> float | None:
+        """When the first appliance heard from and still up will be marked down if it stays
+        silent (the registry's clock); None when there is none."""
+        limit = self._topology.fleet.down_after_s
+        return min(
+            (
+                rec.last_seen + limit
+                for rec in self._apps.values()
+                if rec.alive and rec.last_seen is not None
+            ),
+            default=None,
+        )
+
     def tick(self, now: float) -> list[str]:
         """Mark down the appliances silent for too long; returns their names."""
         limit = self._topology.fleet.down_after_s

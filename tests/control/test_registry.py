@@ -141,6 +141,21 @@ def test_down_after_missed_heartbeats_and_back() -> None:
     assert reg.state("ams1-a") is UP
 
 
+def test_next_down_at_is_when_the_first_silent_appliance_passes_its_limit() -> None:
+    """Control's tick sleeps until then (not a whole tick period), so an appliance that died
+    right after a heartbeat leaves the fleet view within the limit, not the limit + a tick."""
+    reg = Registry(topo())
+    assert reg.next_down_at() is None  # never heard from anyone: nothing to wait for
+    reg.heartbeat("ams1-a", hb(), 10.0)
+    reg.heartbeat("nyc1-a", hb(), 11.0)
+    limit = reg.topology.fleet.down_after_s
+    assert reg.next_down_at() == 10.0 + limit
+    assert reg.tick(10.0 + limit + 0.001) == ["ams1-a"]
+    assert reg.next_down_at() == 11.0 + limit  # a down appliance no longer counts
+    reg.tick(11.0 + limit + 0.001)
+    assert reg.next_down_at() is None
+
+
 def test_drain_by_operator_or_self_report() -> None:
     reg = Registry(topo(), drains=["ams1-b", "gone"])
     assert reg.drained() == {"ams1-b"}
