@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.hostile import Cages, Latency, Phase, judge, overall
 
 
@@ -36,8 +38,8 @@ def test_the_median_round_decides_the_latency_target() -> None:
     # One noisy round (4x) among two good ones passes; two bad ones fail.
     (v,) = overall(rounds((0.4, 0.6), (0.5, 2.0), (0.4, 0.7)))
     assert v.ok and v.attack == "all"
-    assert v.ratios == (1.5, 4.0, 1.75)
-    assert v.median_ratio == 1.75
+    assert v.ratios == pytest.approx((1.5, 4.0, 1.75))
+    assert v.median_ratio == pytest.approx(1.75)
     (v,) = overall(rounds((0.4, 0.9), (0.5, 2.0), (0.4, 0.7)))
     assert not v.ok and "median round" in v.why[0]
 
@@ -46,7 +48,7 @@ def test_each_round_is_judged_against_its_own_unloaded_phase() -> None:
     # The machine got slower in round 2: 1.0 ms is within 2x of that round's 0.6 ms.
     (v,) = overall(rounds((0.3, 0.5), (0.6, 1.0)))
     assert v.ok
-    assert v.ratios[1] == 1.0 / 0.6
+    assert v.ratios[1] == pytest.approx(1.0 / 0.6)
 
 
 def test_a_failed_request_or_memory_in_any_round_fails_the_attack() -> None:
