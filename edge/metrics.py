@@ -38,6 +38,8 @@ class WorkerStats:
         "connections_open",
         "connections_total",
         "errors",
+        "gc_collections",
+        "gc_seconds",
         "latency_buckets",
         "latency_count",
         "latency_sum",
@@ -53,6 +55,10 @@ class WorkerStats:
         self.errors: dict[str, int] = {}
         self.connections_open = 0
         self.connections_total = 0
+        # The cyclic garbage collector's pauses (edge.worker counts them): the event loop
+        # stands still while it runs.
+        self.gc_collections = [0, 0, 0]  # by generation
+        self.gc_seconds = 0.0
 
     def observe(self, status: int, nbytes: int, seconds: float) -> None:
         """Count one finished response."""
@@ -78,6 +84,8 @@ class WorkerStats:
             "errors": self.errors,
             "connections_open": self.connections_open,
             "connections_total": self.connections_total,
+            "gc_collections": self.gc_collections,
+            "gc_seconds": self.gc_seconds,
         }
 
     def resume_from(self, data: dict[str, Any]) -> None:
@@ -91,6 +99,10 @@ class WorkerStats:
         self.latency_count = int(data.get("latency_count", 0))
         self.errors = {str(k): int(v) for k, v in data.get("errors", {}).items()}
         self.connections_total = int(data.get("connections_total", 0))
+        collections = data.get("gc_collections", [])
+        if len(collections) == len(self.gc_collections):
+            self.gc_collections = [int(n) for n in collections]
+        self.gc_seconds = float(data.get("gc_seconds", 0.0))
 
 
 def worker_file(runtime_dir: str | Path, slot: int) -> Path:
@@ -170,6 +182,8 @@ class EdgeCollector:
         buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         lat_sum = 0.0
         sent = conns_open = conns_total = 0
+        gc_counts = [0, 0, 0]
+        gc_seconds = 0.0
         for snap in self.snapshots:
             for code, n in snap.get("requests", {}).items():
                 by_code[code] = by_code.get(code, 0) + int(n)
@@ -181,6 +195,9 @@ class EdgeCollector:
             sent += int(snap.get("bytes_sent", 0))
             conns_open += int(snap.get("connections_open", 0))
             conns_total += int(snap.get("connections_total", 0))
+            for i, n in enumerate(snap.get("gc_collections", [])[:3]):
+                gc_counts[i] += int(n)
+            gc_seconds += float(snap.get("gc_seconds", 0.0))
         for code in sorted(by_code):
             requests.add_metric([code], by_code[code])
         yield requests
@@ -197,6 +214,19 @@ class EdgeCollector:
         )
         yield GaugeMetricFamily(p + "open_connections", "Client connections open", conns_open)
         yield CounterMetricFamily(p + "connections", "Client connections accepted", conns_total)
+        gc_runs = CounterMetricFamily(
+            p + "gc_collections",
+            "Cyclic garbage collections in the workers, by generation",
+            labels=["generation"],
+        )
+        for generation, n in enumerate(gc_counts):
+            gc_runs.add_metric([str(generation)], n)
+        yield gc_runs
+        yield CounterMetricFamily(
+            p + "gc_pause_seconds",
+            "Time the workers' event loops stood still in the cyclic garbage collector",
+            value=gc_seconds,
+        )
         err = CounterMetricFamily(p + "errors", "Errors by kind", labels=["kind"])
         for kind in sorted(errors):
             err.add_metric([kind], errors[kind])

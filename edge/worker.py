@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -112,6 +113,7 @@ class Worker:
         self._timer: asyncio.TimerHandle | None = None
         self._sweep: list[EdgeProtocol] = []  # the connections of this second's sweep
         self._sweep_at = 0
+        self._gc_started = 0.0
         self._update_date()
 
     # -- per-second housekeeping --------------------------------------------------------
@@ -150,6 +152,16 @@ class Worker:
             self.loop.call_later(TICK_S / SWEEP_SLICES, self._sweep_step)
         else:
             self._sweep = []
+
+    def gc_callback(self, phase: str, info: dict[str, int]) -> None:
+        """Count the cyclic collector's runs and the time the event loop stood still in them."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started:
+            stats = self.stats
+            stats.gc_seconds += time.perf_counter() - self._gc_started
+            stats.gc_collections[info["generation"]] += 1
+            self._gc_started = 0.0
 
     def _update_date(self) -> None:
         self.date_line = b"Date: %s\r\n" % format_http_date(time.time()).encode()
@@ -293,6 +305,14 @@ async def _serve(config: EdgeConfig, slot: int, port: int, ready_fd: int) -> int
     # Held since the fork (edge.supervisor.WORKER_SIGNALS): one sent meanwhile is handled now.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGHUP))
     worker.start()
+    # Everything built so far (modules, configuration, index, keyring, and what the supervisor
+    # left before the fork) lives as long as the worker: move it out of the collector's sight,
+    # so that a full collection under load scans the connections, not ~100,000 start-up objects
+    # (a full collection took 30-45 ms before this; freezing also keeps the pages the fork
+    # shares with the supervisor from being written by the collector).
+    gc.collect()
+    gc.freeze()
+    gc.callbacks.append(worker.gc_callback)
     os.write(ready_fd, b"R")
     os.close(ready_fd)
     await stopping.wait()

@@ -142,6 +142,20 @@ def test_two_workers_add_up() -> None:
     assert value(hist, name + "_sum") == pytest.approx(4 * (0.002 + 0.02 + 0.0001))
 
 
+def test_gc_pauses_of_the_workers_add_up() -> None:
+    one, two = WorkerStats(), WorkerStats()
+    one.gc_collections, one.gc_seconds = [10, 1, 0], 0.004
+    two.gc_collections, two.gc_seconds = [5, 2, 1], 0.030
+    resumed = WorkerStats()
+    resumed.resume_from(json.loads(json.dumps(two.to_json())))  # a restarted worker continues
+    fams = samples(render(collector([one.to_json(), resumed.to_json()])))
+    runs = fams["edgefleet_edge_gc_collections"]
+    assert value(runs, "edgefleet_edge_gc_collections_total", generation="0") == 15
+    assert value(runs, "edgefleet_edge_gc_collections_total", generation="2") == 1
+    pause = fams["edgefleet_edge_gc_pause_seconds"]
+    assert value(pause, "edgefleet_edge_gc_pause_seconds_total") == pytest.approx(0.034)
+
+
 def test_appliance_state() -> None:
     fams = samples(render(collector([], draining=True)))
     assert value(fams["edgefleet_edge_workers"], "edgefleet_edge_workers") == 2
