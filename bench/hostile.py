@@ -222,6 +222,8 @@ class Phase:
     why: list[str] = field(default_factory=list)
     round: int = 1
     p99_limit_ms: float = float("nan")  # 2x this round's unloaded p99 + the floor
+    gc_runs: int = 0  # the workers' cyclic garbage collections during the phase
+    gc_pause_ms: float = 0.0  # ...and the time their event loops stood still in them
 
 
 def judge(phase: Phase, base: Phase, floor_ms: float, rss_bound_mib: float) -> None:
@@ -288,6 +290,7 @@ def rows(phases: Sequence[Phase]) -> list[list[str]]:
                 "-" if ph.attack == "unloaded" else f"{ph.p99_ratio:.2f}x",
                 f"{ph.rss_before_mib:.0f} / {ph.rss_peak_mib:.0f} / {ph.rss_after_mib:.0f}",
                 f"{ph.conns_peak} / {ph.conns_after}",
+                f"{ph.gc_runs} / {ph.gc_pause_ms:.1f}",
                 timeouts,
                 codes,
                 ph.verdict + (" (" + "; ".join(ph.why) + ")" if ph.why else ""),
@@ -305,6 +308,7 @@ HEADER: Final = (
     "p99 vs unloaded",
     "edge RSS MiB before / peak / after",
     "conns open peak / after",
+    "edge GC runs / pause ms",
     "edge errors counted",
     "edge responses",
     "verdict",
@@ -706,6 +710,10 @@ def edge_gauges(edge: Edge) -> tuple[int, dict[str, int]]:
             elif sample.name == "edgefleet_edge_requests_total":
                 key = "code_" + sample.labels["code"]
                 errors[key] = errors.get(key, 0) + int(sample.value)
+            elif sample.name == "edgefleet_edge_gc_collections_total":
+                errors["gc_runs"] = errors.get("gc_runs", 0) + int(sample.value)
+            elif sample.name == "edgefleet_edge_gc_pause_seconds_total":
+                errors["gc_pause_us"] = int(sample.value * 1e6)
     return conns, errors
 
 
@@ -804,9 +812,11 @@ def run_phase(
         rss_after_mib=edge_rss_mib(edge),
         conns_peak=sampler.conns_peak,
         conns_after=conns_after,
-        errors={k: v for k, v in deltas.items() if v and not k.startswith("code_")},
+        errors={k: v for k, v in deltas.items() if v and not k.startswith(("code_", "gc_"))},
         codes={k[5:]: v for k, v in deltas.items() if v and k.startswith("code_")},
         attackers=reports,
+        gc_runs=deltas.get("gc_runs", 0),
+        gc_pause_ms=deltas.get("gc_pause_us", 0) / 1000,
     )
     return phase, sampler.problems
 
