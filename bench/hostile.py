@@ -596,6 +596,8 @@ class Cages:
                 (path / "cpu.cfs_period_us").write_text(str(CGROUP_PERIOD_US))
                 (path / "cpu.cfs_quota_us").write_text(str(quota))
             else:
+                with suppress(OSError):  # the cpu controller may not be delegated yet
+                    (self.base / "cgroup.subtree_control").write_text("+cpu")
                 (path / "cpu.max").write_text(f"{quota} {CGROUP_PERIOD_US}")
             with suppress(OSError):  # cpu.idle: Linux 5.15 and newer
                 (path / "cpu.idle").write_text("1")
