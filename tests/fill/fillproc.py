@@ -80,9 +80,13 @@ def fill_command() -> list[str]:
 class FillTarget:
     """The appliance being filled: its edge (config, index, disks) and the agent's config."""
 
-    def __init__(self, root: Path, keyring: Keyring, *, disks: int = 1, **fill: Any) -> None:
+    def __init__(
+        self, root: Path, keyring: Keyring, *, disks: int = 1, edge_config: str = "", **fill: Any
+    ) -> None:
         self.root = root
-        self.edge = edge_with_keyring(root / "edge", None, keyring, disks=disks)
+        self.edge = edge_with_keyring(
+            root / "edge", None, keyring, disks=disks, extra_config=edge_config
+        )
         self.manifest_path = root / "manifest.json"
         self.config_path = root / "fill.toml"
         self.write_config(**fill)
@@ -136,6 +140,14 @@ class FillTarget:
         index = ContentIndex(self.edge.root / "index")
         try:
             return {r.content_id: r.checksum for r in index.records()}
+        finally:
+            index.close()
+
+    def disks_of(self) -> dict[str, str]:
+        """content id → the disk id its file is on, in the target's index now."""
+        index = ContentIndex(self.edge.root / "index")
+        try:
+            return {r.content_id: r.disk_id for r in index.records()}
         finally:
             index.close()
 

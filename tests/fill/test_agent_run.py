@@ -181,6 +181,34 @@ def test_window_end_stops_the_fill_cleanly_and_the_next_run_resumes(scene: Scene
     assert target.temp_files() == []
 
 
+def test_the_next_fill_re_places_the_files_of_a_failed_disk(scene: Scene) -> None:
+    """A disk drops off the bus: the keeper takes its files out of the index (the edge answers
+    404, steering stops sending players), and the next fill downloads them again onto the disk
+    that still works; clients get every byte back."""
+    files = {f"d{i}.mp4": os.urandom(200_000) for i in range(6)}
+    origin = scene.source("origin", files)
+    watch = "[diskwatch]\nprobe_interval_s = 0.2\nfail_after = 3\nrecover_after = 3\n"
+    target = FillTarget(scene.root / "target", scene.keyring, disks=2, edge_config=watch)
+    target.write_manifest(manifest_doc(files, ["origin"], {"origin": url_of(origin)}))
+    first = target.run()
+    assert first.returncode == 0, first.stderr
+    edge = scene.serve(target)
+    holders = target.disks_of()
+    dead = max(target.edge.disks, key=lambda d: sum(v == d.disk_id for v in holders.values()))
+    alive = next(d for d in target.edge.disks if d is not dead)
+    lost = {cid for cid, disk in holders.items() if disk == dead.disk_id}
+    dead.root.rename(dead.root.with_name("gone"))
+    assert eventually(lambda: all(served_body(edge, c)[0] == 404 for c in lost), 20)
+    assert eventually(lambda: set(target.disks_of()) == set(files) - lost, 20)  # the keeper
+
+    again = target.run()
+    assert again.returncode == 0, again.stderr
+    assert f"{len(lost)} added" in again.stderr
+    assert set(target.disks_of().values()) == {alive.disk_id}
+    for cid, data in files.items():
+        assert eventually(lambda c=cid, d=data: served_body(edge, c) == (200, d), 10), cid
+
+
 def test_full_disks_fail_files_without_crashing(scene: Scene) -> None:
     files = {"a.mp4": os.urandom(50_000), "b.mp4": os.urandom(60_000)}
     origin = scene.source("origin", files)
