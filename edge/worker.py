@@ -308,8 +308,7 @@ async def _serve(config: EdgeConfig, slot: int, port: int, ready_fd: int) -> int
     # Everything built so far (modules, configuration, index, keyring, and what the supervisor
     # left before the fork) lives as long as the worker: move it out of the collector's sight,
     # so that a full collection under load scans the connections, not ~100,000 start-up objects
-    # (a full collection took 30-45 ms before this; freezing also keeps the pages the fork
-    # shares with the supervisor from being written by the collector).
+    # (a full collection took 30-45 ms before this).
     gc.collect()
     gc.freeze()
     gc.callbacks.append(worker.gc_callback)

@@ -94,3 +94,39 @@ def test_without_a_cgroup_hierarchy_the_attackers_run_uncapped(
     cages = hostile.Cages(25)
     assert cages.cage("slowloris") is None
     assert "uncapped: no cgroup cpu controller" in cages.describe()
+
+
+@pytest.mark.parametrize("where", [0, 1, 2])
+def test_a_round_without_a_p99_fails_wherever_it_falls(where: int) -> None:
+    """Too few answers to compute a p99 (the attack starved the normal client) is the worst
+    round, not one that sorting may drop."""
+    pairs = [(0.4, 0.5), (0.4, 0.5)]
+    pairs.insert(where, (0.4, float("nan")))
+    (v,) = overall(rounds(*pairs))
+    assert v.ok  # one starved round of three: the median round is fine
+    pairs = [(0.4, 0.5)]
+    pairs.insert(min(where, 1), (0.4, float("nan")))
+    pairs.insert(where, (0.4, float("nan")))
+    (v,) = overall(rounds(*pairs))
+    assert not v.ok
+
+
+def test_a_cap_the_kernel_would_refuse_is_refused_up_front() -> None:
+    with pytest.raises(SystemExit):
+        hostile.parse_args(["--attacker-cpu", "5"])
+    assert hostile.parse_args(["--attacker-cpu", "0"]).attacker_cpu == 0
+    assert hostile.parse_args([]).attacker_cpu == 25
+
+
+def test_an_attacker_that_cannot_be_moved_makes_the_report_say_uncapped(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1")
+    monkeypatch.setattr(hostile, "CGROUP_ROOT", tmp_path)
+    cages = hostile.Cages(25)
+    path = cages.cage("setup")
+    assert path is not None
+    (path / "cgroup.procs").mkdir()  # writing the pid now fails, as on a refused delegation
+    cages.enter(12345, "slowloris")
+    assert "uncapped: cannot move slowloris" in cages.describe()
