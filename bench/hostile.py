@@ -32,6 +32,7 @@ Results go to bench/results/hostile-<UTC timestamp>.md and .json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -586,7 +587,7 @@ class Cages:
             f" {self.percent:g} % of one core, at nice {ATTACKER_NICE}"
         )
 
-    def cage(self, name: str) -> Path | None:
+    def cage(self) -> Path | None:
         """The attackers' cgroup, made on first use (None when caging is off or fails)."""
         if self.base is None or self.problem:
             return None
@@ -614,7 +615,7 @@ class Cages:
     def enter(self, pid: int, name: str) -> None:
         """Move a just-started attacker into the cgroup (from this process: nothing runs in
         the forked child). A failure leaves it uncapped, and the report says so."""
-        path = self.cage(name)
+        path = self.cage()
         if path is None:
             return
         try:
@@ -742,7 +743,7 @@ class Sampler:
         self.thread.start()
 
     def _run(self) -> None:
-        for tick in range(1 << 62):
+        for tick in itertools.count():
             self.rss_peak = max(self.rss_peak, edge_rss_mib(self.edge))
             try:
                 if tick % SCRAPE_EVERY == 0:
@@ -778,17 +779,16 @@ def start_attackers(
     parts = list(conns) if attack == "all" else [attack]
     out = []
     for part in parts:
+        log = logs / f"{attack}-{part}.log"
         if part != "idle" and tool == "slowhttptest":
             assert binary is not None
             url = f"http://{HOST}:{edge.port}{path}"
             cmd = slowhttptest_cmd(binary, part, url, conns[part], opts.rate, int(secs + 0.5))
-            log = logs / f"{attack}-{part}.log"
             out.append(Attacker(part, "slowhttptest", cmd, log, cages))
         else:
             rate = max(opts.rate, int(conns[part] / max(opts.ramp_s - 1, 1)))  # idle: fast
             cmd = [sys.executable, "-m", "bench.hostile", "_attack", part, str(edge.port), path]
             cmd += [str(conns[part]), str(rate), str(secs)]
-            log = logs / f"{attack}-{part}.log"
             out.append(Attacker(part, "python", cmd, log, cages))
     return out
 
@@ -885,7 +885,7 @@ def run(opts: Options) -> int:
         try:
             edge_nofile = psutil.Process(edge.proc.pid).rlimit(psutil.RLIMIT_NOFILE)  # type: ignore[union-attr]
             print(f"edge on port {edge.port}, RLIMIT_NOFILE {edge_nofile}, attackers: {tool}")
-            cages.cage("setup")  # made now, so that what is printed is what will happen
+            cages.cage()  # made now, so that what is printed is what will happen
             print(f"attackers run {cages.describe()}")
             player = Player(edge.port, edge.paths[FILE_NAME], file, opts.seed, opts.normal_rate)
             player.measure(2.0)  # warm the page cache, the descriptor cache, the connection
@@ -915,6 +915,7 @@ def run(opts: Options) -> int:
             warnings += [f"edge: {m}" for m in edge.messages() if "Traceback" in m]
         if edge.exit_code not in (0, None):
             warnings.append(f"edge exited {edge.exit_code}")
+    verdicts = overall(phases)
     report = {
         "timestamp": timestamp,
         "took_s": round(time.monotonic() - started, 1),
@@ -925,7 +926,7 @@ def run(opts: Options) -> int:
         "attackers_run": cages.describe(),
         "machine": {"nproc": str(len(os.sched_getaffinity(0))), "git": git_state()},
         "phases": [asdict(p) for p in phases],
-        "verdicts": [asdict(v) for v in overall(phases)],
+        "verdicts": [asdict(v) for v in verdicts],
         "edge_errors_total": errors,
         "warnings": warnings,
     }
@@ -933,7 +934,6 @@ def run(opts: Options) -> int:
     print("\n" + text)
     md, js = write_results(report, text)
     print(f"results: {md} {js}")
-    verdicts = overall(phases)
     complete = len(phases) == opts.rounds * (1 + len(opts.attacks))
     passed = complete and all(v.ok for v in verdicts)
     return 0 if passed and edge.exit_code in (0, None) else 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -246,25 +246,23 @@ class Registry:
             drain=rec.admin_drain,
         )
 
+    def _deadlines(self) -> Iterator[tuple[str, _Appliance, float]]:
+        """Every appliance heard from and still up, with when it is down if it stays silent."""
+        limit = self._topology.fleet.down_after_s
+        for name, rec in self._apps.items():
+            if rec.alive and rec.last_seen is not None:
+                yield name, rec, rec.last_seen + limit
+
     def next_down_at(self) -> float | None:
         """When the first appliance heard from and still up will be marked down if it stays
         silent (the registry's clock); None when there is none."""
-        limit = self._topology.fleet.down_after_s
-        return min(
-            (
-                rec.last_seen + limit
-                for rec in self._apps.values()
-                if rec.alive and rec.last_seen is not None
-            ),
-            default=None,
-        )
+        return min((due for _, _, due in self._deadlines()), default=None)
 
     def tick(self, now: float) -> list[str]:
         """Mark down the appliances silent for too long; returns their names."""
-        limit = self._topology.fleet.down_after_s
         gone = []
-        for name, rec in self._apps.items():
-            if rec.alive and rec.last_seen is not None and now - rec.last_seen > limit:
+        for name, rec, due in self._deadlines():
+            if now > due:
                 before = self._visible(rec)
                 rec.alive = False
                 self._changed(before, rec)

@@ -27,6 +27,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 
 # Request latency buckets in seconds: from a page-cache hit to a slow client.
+GC_GENERATIONS = 3  # CPython's cyclic collector: len(gc.get_count())
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -57,7 +58,7 @@ class WorkerStats:
         self.connections_total = 0
         # The cyclic garbage collector's pauses (edge.worker counts them): the event loop
         # stands still while it runs.
-        self.gc_collections = [0, 0, 0]  # by generation
+        self.gc_collections = [0] * GC_GENERATIONS
         self.gc_seconds = 0.0
 
     def observe(self, status: int, nbytes: int, seconds: float) -> None:
@@ -182,7 +183,7 @@ class EdgeCollector:
         buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         lat_sum = 0.0
         sent = conns_open = conns_total = 0
-        gc_counts = [0, 0, 0]
+        gc_counts = [0] * GC_GENERATIONS
         gc_seconds = 0.0
         for snap in self.snapshots:
             for code, n in snap.get("requests", {}).items():
@@ -195,7 +196,7 @@ class EdgeCollector:
             sent += int(snap.get("bytes_sent", 0))
             conns_open += int(snap.get("connections_open", 0))
             conns_total += int(snap.get("connections_total", 0))
-            for i, n in enumerate(snap.get("gc_collections", [])[:3]):
+            for i, n in enumerate(snap.get("gc_collections", [])[:GC_GENERATIONS]):
                 gc_counts[i] += int(n)
             gc_seconds += float(snap.get("gc_seconds", 0.0))
         for code in sorted(by_code):

@@ -195,10 +195,9 @@ class EdgeProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         # The parser holds this protocol's callbacks: drop it so that a closed connection is
-        # freed by its reference count at once, not left as a cycle for the collector. (No
-        # callback comes after connection_lost.)
-        if "parser" in self.__dict__:
-            del self.parser
+        # freed by its reference count at once, not left as a cycle for the collector.
+        # (asyncio calls connection_lost once, and no parser callback comes after it.)
+        del self.parser
         if self.sock is None:
             return
         self.closed = True

@@ -67,7 +67,7 @@ def test_a_failed_request_or_memory_in_any_round_fails_the_attack() -> None:
 
 def test_uncapped_attackers_get_no_cgroup_and_the_report_says_so() -> None:
     cages = Cages(0)
-    assert cages.cage("slowloris") is None
+    assert cages.cage() is None
     assert "uncapped" in cages.describe()
     cages.close()
 
@@ -79,7 +79,7 @@ def test_cages_write_one_shared_capped_idle_group(tmp_path: Path, monkeypatch: A
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1")
     monkeypatch.setattr(hostile, "CGROUP_ROOT", tmp_path)
     cages = hostile.Cages(25)
-    first, second = cages.cage("slowloris"), cages.cage("idle")
+    first, second = cages.cage(), cages.cage()
     assert first is not None and first == second  # shared: 25 % for all of them together
     assert (first / "cpu.cfs_period_us").read_text() == str(hostile.CGROUP_PERIOD_US)
     assert (first / "cpu.cfs_quota_us").read_text() == str(hostile.CGROUP_PERIOD_US // 4)
@@ -92,7 +92,7 @@ def test_without_a_cgroup_hierarchy_the_attackers_run_uncapped(
 ) -> None:
     monkeypatch.setattr(hostile, "CGROUP_ROOT", tmp_path)  # neither v1 cpu nor v2 here
     cages = hostile.Cages(25)
-    assert cages.cage("slowloris") is None
+    assert cages.cage() is None
     assert "uncapped: no cgroup cpu controller" in cages.describe()
 
 
@@ -125,7 +125,7 @@ def test_an_attacker_that_cannot_be_moved_makes_the_report_say_uncapped(
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1")
     monkeypatch.setattr(hostile, "CGROUP_ROOT", tmp_path)
     cages = hostile.Cages(25)
-    path = cages.cage("setup")
+    path = cages.cage()
     assert path is not None
     (path / "cgroup.procs").mkdir()  # writing the pid now fails, as on a refused delegation
     cages.enter(12345, "slowloris")

@@ -19,6 +19,7 @@ from typing import Any
 import xxhash
 
 from edge.index import ContentIndex
+from edgefleet.models import ContentRecord
 from edgefleet.tokens import Keyring, new_key
 from tests.edge.edgeproc import EdgeProcess, request
 
@@ -135,21 +136,21 @@ class FillTarget:
                 self.command(*extra, now=now), stdout=subprocess.DEVNULL, stderr=log, text=True
             )
 
-    def indexed(self) -> dict[str, str]:
-        """content id → checksum of the target's index now."""
+    def _records(self) -> list[ContentRecord]:
+        """The target's index records now."""
         index = ContentIndex(self.edge.root / "index")
         try:
-            return {r.content_id: r.checksum for r in index.records()}
+            return list(index.records())
         finally:
             index.close()
 
+    def indexed(self) -> dict[str, str]:
+        """content id → checksum of the target's index now."""
+        return {r.content_id: r.checksum for r in self._records()}
+
     def disks_of(self) -> dict[str, str]:
         """content id → the disk id its file is on, in the target's index now."""
-        index = ContentIndex(self.edge.root / "index")
-        try:
-            return {r.content_id: r.disk_id for r in index.records()}
-        finally:
-            index.close()
+        return {r.content_id: r.disk_id for r in self._records()}
 
     def status(self) -> dict[str, Any]:
         """The agent's status file."""
