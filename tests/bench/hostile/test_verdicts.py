@@ -1,14 +1,10 @@
-"""bench/hostile.py's pure parts: the verdict over rounds, and the attackers' CPU cages."""
+"""bench/hostile/verdicts.py: each phase against its round's unloaded phase, the verdict over rounds."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-from bench import hostile
-from bench.hostile import Cages, Latency, Phase, judge, overall
+from bench.hostile.verdicts import Latency, Phase, judge, overall
 
 
 def phase(attack: str, p99_ms: float, round_no: int, failed: int = 0, rss: float = 100) -> Phase:
@@ -65,37 +61,6 @@ def test_a_failed_request_or_memory_in_any_round_fails_the_attack() -> None:
     assert not v.ok and any("RSS" in w for w in v.why)
 
 
-def test_uncapped_attackers_get_no_cgroup_and_the_report_says_so() -> None:
-    cages = Cages(0)
-    assert cages.cage() is None
-    assert "uncapped" in cages.describe()
-    cages.close()
-
-
-def test_cages_write_one_shared_capped_idle_group(tmp_path: Path, monkeypatch: Any) -> None:
-    """Against a directory laid out as a cgroup v1 `cpu` hierarchy (the kernel's files are
-    plain files here): one group for every attacker, quota = percent of the period, idle."""
-    (tmp_path / "cpu").mkdir()
-    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1")
-    monkeypatch.setattr(hostile, "CGROUP_ROOT", tmp_path)
-    cages = hostile.Cages(25)
-    first, second = cages.cage(), cages.cage()
-    assert first is not None and first == second  # shared: 25 % for all of them together
-    assert (first / "cpu.cfs_period_us").read_text() == str(hostile.CGROUP_PERIOD_US)
-    assert (first / "cpu.cfs_quota_us").read_text() == str(hostile.CGROUP_PERIOD_US // 4)
-    assert (first / "cpu.idle").read_text() == "1"
-    assert "25 % of one core" in cages.describe()
-
-
-def test_without_a_cgroup_hierarchy_the_attackers_run_uncapped(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
-    monkeypatch.setattr(hostile, "CGROUP_ROOT", tmp_path)  # neither v1 cpu nor v2 here
-    cages = hostile.Cages(25)
-    assert cages.cage() is None
-    assert "uncapped: no cgroup cpu controller" in cages.describe()
-
-
 @pytest.mark.parametrize("where", [0, 1, 2])
 def test_a_round_without_a_p99_fails_wherever_it_falls(where: int) -> None:
     """Too few answers to compute a p99 (the attack starved the normal client) is the worst
@@ -109,24 +74,3 @@ def test_a_round_without_a_p99_fails_wherever_it_falls(where: int) -> None:
     pairs.insert(where, (0.4, float("nan")))
     (v,) = overall(rounds(*pairs))
     assert not v.ok
-
-
-def test_a_cap_the_kernel_would_refuse_is_refused_up_front() -> None:
-    with pytest.raises(SystemExit):
-        hostile.parse_args(["--attacker-cpu", "5"])
-    assert hostile.parse_args(["--attacker-cpu", "0"]).attacker_cpu == 0
-    assert hostile.parse_args([]).attacker_cpu == 25
-
-
-def test_an_attacker_that_cannot_be_moved_makes_the_report_say_uncapped(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
-    (tmp_path / "cpu").mkdir()
-    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1")
-    monkeypatch.setattr(hostile, "CGROUP_ROOT", tmp_path)
-    cages = hostile.Cages(25)
-    path = cages.cage()
-    assert path is not None
-    (path / "cgroup.procs").mkdir()  # writing the pid now fails, as on a refused delegation
-    cages.enter(12345, "slowloris")
-    assert "uncapped: cannot move slowloris" in cages.describe()
