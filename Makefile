@@ -55,7 +55,7 @@ loadtest: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
-# Hostile clients against one edge (bench/hostile.py: slowhttptest slowloris, slow read and
+# Hostile clients against one edge (bench/hostile/: slowhttptest slowloris, slow read and
 # Range abuse, 5,000 idle connections) while a normal client measures its latency; two rounds,
 # ~5 min. Needs slowhttptest (apt-get install slowhttptest; Python attackers otherwise); as
 # root the attackers are held to 25 % of one core in a CPU cgroup (they stand for other machines).
