@@ -14,7 +14,7 @@ SERVICES = {
     "steering": ("steering.cli", "the steering API: ranked signed URLs to healthy appliances"),
     "control": ("control.cli", "the control plane: heartbeats, fleet state, snapshots"),
     "fill": ("fill.cli", "the nightly fill: plan placements (plan), fill an appliance (run)"),
-    "units": ("edgefleet.units", "render, verify and install the hardened systemd units"),
+    "units": ("deploy.units.cli", "render, verify and install the hardened systemd units"),
 }
 
 
