@@ -52,7 +52,6 @@ from typing import Any, Final, Literal, get_args
 import aiohttp
 
 from bench.chaosfleet import SITE_CLIENTS, ChaosFleet, signal_service, start_service, stop_service
-from bench.loadtest import PlayerLog, timeline
 from bench.player import (
     Done,
     Fetch,
@@ -64,6 +63,7 @@ from bench.player import (
     percentile,
     summarise,
 )
+from bench.timeline import PlayerLog, timeline
 
 FaultKind = Literal[
     "edge-kill",

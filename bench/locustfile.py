@@ -47,6 +47,7 @@ from bench.player import (
     option_error,
     parse_title,
 )
+from bench.timeline import player_log_line
 
 DEMO_STEERING = "http://127.0.0.1:7080"
 
@@ -136,7 +137,7 @@ class PlayerLog:
     def write(self, kind: str, **fields: Any) -> None:
         """One line (greenlets never interleave inside a write: there is no yield in it)."""
         if self.out is not None:
-            self.out.write(json.dumps({"kind": kind, "t": round(time.time(), 3), **fields}) + "\n")
+            self.out.write(player_log_line(kind, time.time(), **fields))
 
     def close(self) -> None:
         """Flush and close the file."""

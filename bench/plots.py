@@ -15,12 +15,11 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from matplotlib.figure import Figure
 
-if TYPE_CHECKING:
-    from bench.loadtest import Timeline
+from bench.timeline import Timeline
 
 RESULTS_DIR: Final = Path(__file__).resolve().parent / "results"
 # One colour per server, the same in every plot.

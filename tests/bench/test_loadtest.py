@@ -12,15 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.loadtest import (
-    parse_args,
-    parse_duration,
-    read_player_log,
-    summary_doc,
-    summary_text,
-    timeline,
-)
+from bench.loadtest import parse_args, parse_duration, summary_doc, summary_text
 from bench.player import SessionReport, summarise
+from bench.timeline import read_player_log, timeline
 from tests.fleet.fleetproc import Fleet, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,15 +80,6 @@ def test_the_player_log_becomes_a_timeline_and_a_summary() -> None:
     assert "2 started: 0 completed, 1 failed, 1 still playing" in text
     assert "ratio 0.1250" in text
     assert "failed: 1 sessions: m: all 1 URLs failed (status 503)" in text
-
-
-@pytest.mark.parametrize(
-    "line",
-    ['{"kind": "segment", "t": 1}', '{"kind": "nope", "t": 1}', "not json", '{"t": 1}'],
-)
-def test_a_bad_player_log_line_is_named(line: str) -> None:
-    with pytest.raises(ValueError, match="player log line 2"):
-        read_player_log([json.dumps({"kind": "failover", "t": 1, "detail": "x"}), line])
 
 
 # -- a real run ----------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from bench.loadtest import Timeline
 from bench.plots import edge_png, edge_servers, main, plot_edge_run, timeline_png
+from bench.timeline import Timeline
 
 
 def png_size(path: Path) -> tuple[int, int]:
