@@ -48,7 +48,7 @@ bench: $(STAMP)
 loadtest: $(STAMP)
 	$(BIN)/python -m bench.loadtest $(LOADTEST_ARGS)
 
-# The chaos drill: a local fleet broken on purpose under playback load (bench/chaos.py), about
+# The chaos drill: a local fleet broken on purpose under playback load (bench/chaos/), about
 # 4 minutes. Results: bench/results/chaos-<UTC>/; exits 1 when a target is missed.
 # CHAOS_ARGS, e.g.: make chaos CHAOS_ARGS="--seed 7 --users 20 --duration 300"
 .PHONY: chaos
