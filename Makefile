@@ -73,4 +73,4 @@ FUZZ_EXAMPLES ?= 10000
 .PHONY: fuzz
 fuzz: $(STAMP)
 	EDGEFLEET_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) EDGEFLEET_FUZZ_REPORT=1 $(BIN)/python -m pytest -s \
-		-o timeout=3600 tests/chaos/test_fuzz_edge.py tests/chaos/test_fuzz_steering.py
+		-o timeout=3600 tests/edge/test_server_fuzz.py tests/steering/test_app_fuzz.py

@@ -96,7 +96,7 @@ async def post_steer(request: web.Request) -> web.Response:
         return _failed(state, "post", RequestError(413, "$", "request body too large"), started)
     except RequestPayloadError:
         # A body that does not decode under its Content-Encoding (or ends early) is the
-        # client's fault, not a 500 (found by tests/chaos/test_fuzz_steering.py).
+        # client's fault, not a 500 (found by tests/steering/test_app_fuzz.py).
         err = RequestError(400, "$", "request body cannot be read (bad Content-Encoding?)")
         return _failed(state, "post", err, started)
     except RequestError as exc:

@@ -4,7 +4,7 @@
     python -m deploy.grafana.dashboard --check  # exit 1 if the JSON is out of date
 
 Panels are written here as (title, unit, queries) so that the JSON stays consistent (ids, grid
-positions, datasource) and a test (tests/deploy/test_dashboard.py) can check every metric a
+positions, datasource) and a test (tests/deploy/grafana/test_dashboard.py) can check every metric a
 query names against a live scrape of the demo fleet. The `site` and `appliance` labels come from
 the scrape configuration (deploy/prometheus/prometheus.yml): the services do not know them.
 """

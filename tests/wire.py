@@ -2,7 +2,7 @@
 the server says until it closes, split it into responses and check each one is well formed.
 
 Pure parsing (`split_responses`, `byteranges`) is kept apart from the socket (`exchange`) so
-the oracle itself is tested without a server (tests/chaos/test_wire.py).
+the oracle itself is tested without a server (tests/test_wire.py).
 """
 
 from __future__ import annotations

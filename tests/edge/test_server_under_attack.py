@@ -1,5 +1,5 @@
 """Hostile clients against one live edge while a normal player measures its latency (the fast
-version of bench/hostile.py): slowloris, slow read, Range abuse and idle connections.
+version of bench/hostile/): slowloris, slow read, Range abuse and idle connections.
 
 For each attack: the normal client's p99 for 64 KiB ranges stays within 2x its unloaded p99
 plus an absolute floor of 10 ms (two noisy shared cores: a single scheduler hiccup is a few
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 import psutil
 import pytest
 
-from tests.chaos.wire import exchange
+from tests.wire import exchange
 from tests.edge.edgeproc import EdgeProcess, ResponseReader
 from tests.edge.probes import error_count
 

@@ -15,7 +15,7 @@ What a correct edge does with each, per RFC 9112, and what `check` accepts:
 - 200 and 206 bodies equal the file's bytes (found by ETag), multipart parts included;
 - the connection closes within a bounded time once the client half-closes (no hang), and
   the edge process and its worker survive (no crash).
-The budget is EDGEFLEET_FUZZ_EXAMPLES (tests/chaos/fuzzing.py); `make fuzz` runs ≥ 10,000.
+The budget is EDGEFLEET_FUZZ_EXAMPLES (tests/fuzzing.py); `make fuzz` runs ≥ 10,000.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgefleet.tokens import Keyring, new_key, signed_query
-from tests.chaos.fuzzing import FUZZ, Tally
-from tests.chaos.wire import (
+from tests.fuzzing import FUZZ, Tally
+from tests.wire import (
     BOUNDARY,
     CONTENT_RANGE,
     Response,
