@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from prometheus_client import (
@@ -40,7 +39,8 @@ from control.popularity import PopularityBuffer, parse_day, utc_day
 from control.registry import Registry, UnknownAppliance
 from control.store import ManifestConflict, StaleGeneration, Store
 from control.topology import Topology, TopologyError, load_topology
-from edgefleet.fleet import ApplianceState, FieldError, bearer, parse_heartbeat
+from edgefleet.fleet import ApplianceState, FieldError, bearer
+from edgefleet.heartbeat import Heartbeat, Registration
 from edgefleet.manifests import (
     FillManifest,
     canonical_manifest,
@@ -333,27 +333,13 @@ async def register(request: web.Request) -> web.Response:
     """POST /v1/appliances/{name}/register"""
     ctl = request.app[CONTROL]
     name = ctl.appliance_name(request)
-    doc = await _json_body(request, empty_ok=True)
-    if not isinstance(doc, dict):
-        raise ApiError(422, "must be a JSON object", "$")
-    for key in ("software", "boot_id", "base_url", "inventory_epoch"):
-        value = doc.get(key, "")
-        if not isinstance(value, str) or len(value) > 200:
-            raise ApiError(422, "must be a string of at most 200 characters", key)
-    base_url = doc.get("base_url", "")
-    parts = urlsplit(base_url)
-    if base_url and (parts.scheme not in ("http", "https") or not parts.hostname):
-        raise ApiError(422, "must be an http(s) URL", "base_url")
-    reply = ctl.registry.register(
-        name,
-        ctl.clock(),
-        software=doc.get("software", ""),
-        boot_id=doc.get("boot_id", ""),
-        base_url=base_url,
-        inventory_epoch=doc.get("inventory_epoch", ""),
-    )
+    try:
+        registration = Registration.from_json(await _json_body(request, empty_ok=True))
+    except FieldError as exc:
+        raise ApiError(422, str(exc), exc.field) from None
+    reply = ctl.registry.register(name, ctl.clock(), registration)
     ctl.metrics.registrations.inc()
-    log.info("appliance %s registered (software %r)", name, doc.get("software", ""))
+    log.info("appliance %s registered (software %r)", name, registration.software)
     return web.json_response(reply.to_json())
 
 
@@ -361,21 +347,10 @@ async def heartbeat(request: web.Request) -> web.Response:
     """POST /v1/appliances/{name}/heartbeat"""
     ctl = request.app[CONTROL]
     name = ctl.appliance_name(request)
-    doc = await _json_body(request)
-    prefixes = doc.get("prefixes") if isinstance(doc, dict) else None
-    if isinstance(prefixes, list):
-        # parse_heartbeat accepts integers (ip_network(5) is 0.0.0.5/32); we need strings.
-        for i, prefix in enumerate(prefixes):
-            if not isinstance(prefix, str):
-                raise ApiError(422, "must be an address prefix string", f"prefixes[{i}]")
     try:
-        hb = parse_heartbeat(doc)
+        hb = Heartbeat.from_json(await _json_body(request))
     except FieldError as exc:
         raise ApiError(422, str(exc), exc.field) from None
-    except (TypeError, ValueError, OverflowError) as exc:
-        # The parser should name a field for every bad input; never a 500 if it does not.
-        log.warning("heartbeat from %s: unexpected parse failure: %r", name, exc)
-        raise ApiError(422, f"invalid heartbeat: {exc}", "$") from None
     reply = ctl.registry.heartbeat(name, hb, ctl.clock())
     if hb.served:
         ctl.count_served(name, hb.served)

@@ -22,16 +22,19 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from control.topology import ApplianceSpec, Topology
-from edgefleet.fleet import (
-    ApplianceState,
+from edgefleet.fleet import ApplianceState
+from edgefleet.heartbeat import (
+    MAX_REGISTER_CHARS,
     Health,
     Heartbeat,
+    HeartbeatReply,
     InventoryUpdate,
+    RegisterReply,
+    Registration,
     ReportedState,
-    health_to_json,
+    is_http_url,
 )
 
 # Loads are published rounded to this step: heartbeat noise must not bump the version.
@@ -40,38 +43,6 @@ LOAD_STEP = 0.05
 
 class UnknownAppliance(KeyError):
     """The name is not an appliance of the topology."""
-
-
-@dataclass(frozen=True)
-class RegisterReply:
-    """What control answers a registration."""
-
-    heartbeat_interval_s: float
-    inventory_version: int  # 0: send a full inventory
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON body."""
-        return {
-            "heartbeat_interval_s": self.heartbeat_interval_s,
-            "inventory_version": self.inventory_version,
-        }
-
-
-@dataclass(frozen=True)
-class HeartbeatReply:
-    """What control answers a heartbeat."""
-
-    heartbeat_interval_s: float
-    resync: bool  # send a full inventory next time
-    drain: bool  # an operator asked this appliance to drain
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON body."""
-        return {
-            "heartbeat_interval_s": self.heartbeat_interval_s,
-            "resync": self.resync,
-            "drain": self.drain,
-        }
 
 
 @dataclass(slots=True)
@@ -117,11 +88,6 @@ class _Appliance:
         if self.reported is ReportedState.SATURATED or self.load() >= threshold:
             return ApplianceState.SATURATED
         return ApplianceState.UP
-
-
-def _is_http_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return len(url) <= 200 and parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def load_bucket(load: float) -> float:
@@ -194,23 +160,21 @@ class Registry:
         self,
         name: str,
         now: float,
-        *,
-        software: str = "",
-        boot_id: str = "",
-        base_url: str = "",
-        inventory_epoch: str = "",
+        registration: Registration | None = None,
     ) -> RegisterReply:
         """An appliance (re)starts talking to control; registering is a sign of life."""
+        registration = registration or Registration()
         rec = self._get(name)
         before = self._visible(rec)
         rec.registered, rec.alive, rec.last_seen = True, True, now
-        rec.software, rec.boot_id = software, boot_id
+        rec.software, rec.boot_id = registration.software, registration.boot_id
+        base_url = registration.base_url
         moved = bool(base_url) and base_url.rstrip("/") != rec.reported_base_url
         if moved:
             rec.reported_base_url = base_url.rstrip("/")
         self._changed(before, rec, other=moved and not rec.spec.base_url)
         # A version of another index (wiped, re-imported) means nothing: ask for everything.
-        same_index = inventory_epoch == rec.inventory_epoch
+        same_index = registration.inventory_epoch == rec.inventory_epoch
         held = rec.inventory_version if rec.inventory_known and same_index else 0
         return RegisterReply(self._topology.fleet.heartbeat_interval_s, held)
 
@@ -222,14 +186,14 @@ class Registry:
         rec.reported, rec.health = hb.state, hb.health
         rec.heartbeats += 1
         # Heartbeats repeat the base URL, so a restarted control learns it without a register.
-        url = hb.extra.get("base_url")
+        url = hb.base_url
         moved = (
-            isinstance(url, str)
-            and _is_http_url(url)
-            and url.rstrip("/") != (rec.reported_base_url)
+            len(url) <= MAX_REGISTER_CHARS
+            and is_http_url(url)
+            and url.rstrip("/") != rec.reported_base_url
         )
         if moved:
-            rec.reported_base_url = str(url).rstrip("/")
+            rec.reported_base_url = url.rstrip("/")
         url_changed = moved and not rec.spec.base_url
         prefixes_changed = False
         learned = self._normalise(hb.prefixes)
@@ -351,7 +315,7 @@ class Registry:
                     "software": rec.software,
                     "boot_id": rec.boot_id,
                     "load": round(rec.load(), 4),
-                    "health": health_to_json(rec.health),
+                    "health": rec.health.to_json(),
                     "prefixes": list(rec.prefixes),
                     "inventory_version": rec.inventory_version if rec.inventory_known else None,
                     "inventory_size": len(rec.inventory),

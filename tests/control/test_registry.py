@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from control.registry import Registry, UnknownAppliance, load_bucket
 from control.topology import Topology, parse_topology
-from edgefleet.fleet import ApplianceState, parse_heartbeat
+from edgefleet.fleet import ApplianceState
+from edgefleet.heartbeat import Heartbeat, Registration
 from tests.control.controlproc import heartbeat_doc, topology_text
 
 UP, DOWN = ApplianceState.UP, ApplianceState.DOWN
@@ -25,7 +26,7 @@ def topo(extra: str = "") -> Topology:
 
 
 def hb(**kwargs: Any) -> Any:
-    return parse_heartbeat(heartbeat_doc(**kwargs))
+    return Heartbeat.from_json(heartbeat_doc(**kwargs))
 
 
 def full(version: int, *ids: str) -> dict[str, Any]:
@@ -70,7 +71,7 @@ def test_never_heard_from_is_down() -> None:
 
 def test_register_heartbeat_and_contents() -> None:
     reg = Registry(topo())
-    reply = reg.register("ams1-a", 0.0, software="0.1.0", boot_id="b1")
+    reply = reg.register("ams1-a", 0.0, Registration(software="0.1.0", boot_id="b1"))
     assert reply.to_json() == {"heartbeat_interval_s": 2.0, "inventory_version": 0}
     assert reg.state("ams1-a") is UP
     ok = reg.heartbeat("ams1-a", hb(inventory=full(5, "a.mp4", "b.mp4")), 1.0)
@@ -102,13 +103,13 @@ def test_versions_of_a_recreated_index_never_take_deltas() -> None:
     version of the new index that equals the one control holds must not be trusted."""
     reg = Registry(topo())
     reg.heartbeat("ams1-a", hb(inventory={**full(5, "a", "b"), "epoch": "old"}), 0.0)
-    assert reg.register("ams1-a", 1.0, inventory_epoch="new").inventory_version == 0
+    assert reg.register("ams1-a", 1.0, Registration(inventory_epoch="new")).inventory_version == 0
     reply = reg.heartbeat("ams1-a", hb(inventory={**delta(5, 6, ("c",)), "epoch": "new"}), 2.0)
     assert reply.resync
     assert reg.inventory("ams1-a") == (5, frozenset({"a", "b"}))
     reg.heartbeat("ams1-a", hb(inventory={**full(6, "c"), "epoch": "new"}), 3.0)
     assert reg.inventory("ams1-a") == (6, frozenset({"c"}))
-    assert reg.register("ams1-a", 4.0, inventory_epoch="new").inventory_version == 6
+    assert reg.register("ams1-a", 4.0, Registration(inventory_epoch="new")).inventory_version == 6
 
 
 def test_a_lost_reply_leads_to_a_resync_not_a_wrong_inventory() -> None:
@@ -178,12 +179,12 @@ def test_saturation_from_load_or_self_report() -> None:
     # NIC ratio against the topology's capacity (1e10 for ams1-a), not the reported one.
     doc = heartbeat_doc(cpu=0.1)
     doc["health"].update(nic_bps=9.5e9, nic_capacity_bps=1e12)
-    reg.heartbeat("ams1-a", parse_heartbeat(doc), 1.0)
+    reg.heartbeat("ams1-a", Heartbeat.from_json(doc), 1.0)
     assert reg.state("ams1-a") is SATURATED
     assert reg.snapshot(0.0)["appliances"][0]["load"] == 0.95
     # ams1-b has no topology capacity: the reported one counts.
     doc["health"].update(nic_bps=5e8, nic_capacity_bps=1e9)
-    reg.heartbeat("ams1-b", parse_heartbeat(doc), 2.0)
+    reg.heartbeat("ams1-b", Heartbeat.from_json(doc), 2.0)
     assert reg.state("ams1-b") is UP
     assert reg.snapshot(0.0)["appliances"][1]["load"] == 0.5
 
@@ -338,7 +339,7 @@ def test_properties_over_any_message_sequence(ops: list[tuple[Any, ...]]) -> Non
             _, i, cpu, state, lost, prefixes = op
             fake = fakes[i]
             doc = heartbeat_doc(cpu=cpu, state=state, inventory=fake.update(), prefixes=prefixes)
-            reply = reg.heartbeat(NAMES[i], parse_heartbeat(doc), now)
+            reply = reg.heartbeat(NAMES[i], Heartbeat.from_json(doc), now)
             last_contact[NAMES[i]] = now
             if not lost:
                 fake.acked = None if reply.resync else fake.version
