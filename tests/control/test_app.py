@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from control import config as control_config
-from control.app import Control, make_app
+from control.app import make_app
+from control.service import Control
 from control.store import Store
 from control.topology import load_topology
 from tests.control.controlproc import ControlFiles, heartbeat_doc, topology_text
