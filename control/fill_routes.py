@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from control import views
 from control.auth import ADMIN
 from control.errors import ApiError, decode_json, invalid, read_limited
 from control.popularity import parse_day
@@ -150,7 +151,7 @@ def _live_sources(
     The ETag covers the sources' live URLs and states too, not only the generation: an agent
     holding an older view of where to fetch from gets the new one, not a 304.
     """
-    urls, states = ctl.registry.sources(sources)
+    urls, states = views.sources(ctl.registry, sources)
     live = json.dumps([urls, states], sort_keys=True, separators=(",", ":")).encode()
     return urls, states, f'"{generation}-{zlib.crc32(live):08x}"'
 
@@ -200,7 +201,7 @@ async def fleet(request: web.Request) -> web.Response:
     """GET /v1/fleet (admin): regions, sites, appliances and inventories for the planner."""
     ctl = request.app[CONTROL]
     ctl.authorize(request, ADMIN)
-    view = ctl.registry.fleet_view()  # a fresh copy: safe to encode in another thread
+    view = views.fleet_view(ctl.registry)  # a fresh copy: safe to encode in another thread
     encoded = await asyncio.get_running_loop().run_in_executor(
         None, lambda: json.dumps(view, separators=(",", ":"))
     )

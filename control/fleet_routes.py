@@ -11,6 +11,7 @@ import logging
 
 from aiohttp import web
 
+from control import views
 from control.auth import ADMIN, STEERING
 from control.errors import ApiError, invalid, read_json
 from control.service import CONTROL
@@ -89,6 +90,6 @@ async def appliances(request: web.Request) -> web.Response:
     ctl.authorize(request, ADMIN)
     body = {
         "snapshot_version": ctl.registry.version,
-        "appliances": ctl.registry.appliances_view(ctl.clock()),
+        "appliances": views.appliances_view(ctl.registry, ctl.clock()),
     }
     return web.json_response(body)
