@@ -65,4 +65,3 @@ class FieldError(ValueError):
         # bare (registration, prefix types) keep their wording (`prefix_field=False`).
         super().__init__(f"{field_name}: {message}" if prefix_field else message)
         self.field = field_name
-        self.message = message
