@@ -132,7 +132,8 @@ def _serve(conf: ControlConfig) -> int:
 async def _run(conf: ControlConfig, topology: Topology, secret: bytes, store: Store) -> int:
     from aiohttp import web
 
-    from control.app import Control, make_app
+    from control.app import make_app
+    from control.service import Control
     from edgefleet import sdnotify
     from edgefleet.tasks import spawn
 

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 
 from edge.httpdate import parse_http_date
 
+# The entity-tag list parser is shared with control (edgefleet.etags): quoted tags may hold
+# commas (§8.8.3), so a list is never split on ",".
+from edgefleet.etags import entity_tags, none_match, strong_match
+
 
 @dataclass(frozen=True, slots=True)
 class Preconditions:
@@ -34,28 +38,6 @@ class Preconditions:
 NONE = Preconditions()
 
 
-def _tags(header: str) -> list[str] | None:
-    """Entity-tags of an If-Match / If-None-Match list; None for `*`."""
-    if header.strip() == "*":
-        return None
-    tags = []
-    for raw in header.split(","):
-        tag = raw.strip(" \t")
-        if tag:
-            tags.append(tag)
-    return tags
-
-
-def _strong_match(tag: str, etag: str) -> bool:
-    # §8.8.3.2: strong comparison — both strong and identical.
-    return not tag.startswith("W/") and tag == etag
-
-
-def _weak_match(tag: str, etag: str) -> bool:
-    # §8.8.3.2: weak comparison — opaque-tags identical, W/ prefixes ignored.
-    return tag.removeprefix("W/") == etag.removeprefix("W/")
-
-
 def evaluate(pre: Preconditions, etag: str, last_modified: int) -> tuple[int, bool]:
     """(status, honour_range): 412, 304 or 200, and whether If-Range lets Range apply.
 
@@ -64,16 +46,15 @@ def evaluate(pre: Preconditions, etag: str, last_modified: int) -> tuple[int, bo
     if pre is NONE:
         return 200, True
     if pre.if_match is not None:
-        tags = _tags(pre.if_match)
-        if tags is not None and not any(_strong_match(t, etag) for t in tags):
+        tags = entity_tags(pre.if_match)
+        if tags is not None and not any(strong_match(t, etag) for t in tags):
             return 412, False
     elif pre.if_unmodified_since is not None:
         date = parse_http_date(pre.if_unmodified_since)
         if date is not None and last_modified > date:
             return 412, False
     if pre.if_none_match is not None:
-        tags = _tags(pre.if_none_match)
-        if tags is None or any(_weak_match(t, etag) for t in tags):
+        if none_match(pre.if_none_match, etag):
             return 304, False
     elif pre.if_modified_since is not None:
         date = parse_http_date(pre.if_modified_since)
@@ -88,7 +69,7 @@ def if_range_allows(if_range: str | None, etag: str, last_modified: int) -> bool
         return True
     value = if_range.strip(" \t")
     if value.startswith('"') or value.startswith("W/"):
-        return _strong_match(value, etag)
+        return strong_match(value, etag)
     date = parse_http_date(value)
     # A date validator must match Last-Modified exactly; an unparsable one means "ignore Range".
     return date is not None and date == last_modified

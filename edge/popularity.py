@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgefleet.fleet import MAX_SERVED_IDS
+from edgefleet.heartbeat import MAX_SERVED_IDS
 from edgefleet.models import is_content_id
 
 log = logging.getLogger("edgefleet.edge.popularity")

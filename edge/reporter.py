@@ -32,7 +32,17 @@ from edge.index import ContentIndex
 from edge.metrics import keeper_file, read_json, read_worker_snapshots
 from edge.popularity import Spool, spool_dir
 from edgefleet import __version__
-from edgefleet.fleet import DiskHealth, Health, health_to_json, load_secret, role_token
+from edgefleet.fleet import load_secret, role_token
+from edgefleet.heartbeat import (
+    DiskHealth,
+    Health,
+    Heartbeat,
+    HeartbeatReply,
+    InventoryUpdate,
+    RegisterReply,
+    Registration,
+    ReportedState,
+)
 
 log = logging.getLogger("edgefleet.edge.reporter")
 LOG_EVERY_S = 60.0
@@ -46,7 +56,7 @@ class InventoryTracker:
         self.epoch = index.index_id()
         self.held: int | None = None  # None: control needs the full list
 
-    def next_update(self) -> dict[str, Any]:
+    def next_update(self) -> InventoryUpdate:
         """The inventory part of the next heartbeat (a delta when possible)."""
         if self.held is not None:
             delta = self.index.changes_since(self.held)
@@ -55,22 +65,22 @@ class InventoryTracker:
                 last: dict[str, str] = {}
                 for op, cid in ops:
                     last[cid] = op  # the final operation on an id decides
-                return {
-                    "epoch": self.epoch,
-                    "base": self.held,
-                    "version": version,
-                    "added": sorted(c for c, op in last.items() if op == "+"),
-                    "removed": sorted(c for c, op in last.items() if op == "-"),
-                }
+                return InventoryUpdate(
+                    epoch=self.epoch,
+                    base=self.held,
+                    version=version,
+                    added=tuple(sorted(c for c, op in last.items() if op == "+")),
+                    removed=tuple(sorted(c for c, op in last.items() if op == "-")),
+                )
         # The generation is read before the listing: changes made in between are sent again
         # in the next delta, which is harmless (adding a present id, removing an absent one).
         version = self.index.generation()
-        ids = [r.content_id for r in self.index.records()]
-        return {"epoch": self.epoch, "version": version, "full": ids}
+        ids = tuple(r.content_id for r in self.index.records())
+        return InventoryUpdate(epoch=self.epoch, version=version, full=ids)
 
-    def acknowledged(self, sent: dict[str, Any], resync: bool) -> None:
+    def acknowledged(self, sent: InventoryUpdate, resync: bool) -> None:
         """Control answered a heartbeat that carried *sent*."""
-        self.held = None if resync else int(sent["version"])
+        self.held = None if resync else sent.version
 
 
 @dataclass
@@ -182,47 +192,46 @@ class Reporter:
         timeout = aiohttp.ClientTimeout(total=self.config.control.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as session:
             while not self.stopping.is_set():
-                if await self.beat(session, "serving"):
+                if await self.beat(session, ReportedState.SERVING):
                     # Control asked for the full inventory: send it now, not an interval later,
                     # so a restarted control relearns the fleet within one interval.
-                    await self.beat(session, "serving")
+                    await self.beat(session, ReportedState.SERVING)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), self.interval_s)
-            await self.beat(session, "draining")
+            await self.beat(session, ReportedState.DRAINING)
         self.index.close()
 
-    async def beat(self, session: aiohttp.ClientSession, state: str) -> bool:
+    async def beat(self, session: aiohttp.ClientSession, state: ReportedState) -> bool:
         """One register-if-needed + heartbeat round; True when control asked for a resync.
         Failures are logged, never raised."""
         try:
             if not self.registered:
+                registration = Registration(
+                    software=__version__,
+                    base_url=self.base_url,
+                    inventory_epoch=self.inventory.epoch,
+                )
                 async with session.post(
-                    f"{self.base}/register",
-                    json={
-                        "software": __version__,
-                        "base_url": self.base_url,
-                        "inventory_epoch": self.inventory.epoch,
-                    },
+                    f"{self.base}/register", json=registration.to_json()
                 ) as resp:
                     resp.raise_for_status()
-                    answer = await resp.json()
-                self.interval_s = float(answer.get("heartbeat_interval_s", self.interval_s))
-                held = int(answer.get("inventory_version", 0))
+                    registered = RegisterReply.from_json(await resp.json())
+                self.interval_s = registered.heartbeat_interval_s
+                held = registered.inventory_version
                 # A restarted control holds nothing (0): it gets the full list.
                 self.inventory.held = held if held > 0 else None
                 self.registered = True
             inventory = self.inventory.next_update()
-            body: dict[str, Any] = {
-                "state": state,
-                "base_url": self.base_url,
-                "health": health_to_json(self.health.sample()),
-                "prefixes": list(self.config.control.prefixes),
-                "inventory": inventory,
-            }
             served = self.spool.collect()
-            if served:
-                body["served"] = served
-            async with session.post(f"{self.base}/heartbeat", json=body) as resp:
+            hb = Heartbeat(
+                state=state,
+                health=self.health.sample(),
+                prefixes=self.config.control.prefixes,
+                inventory=inventory,
+                base_url=self.base_url,
+                served=served,
+            )
+            async with session.post(f"{self.base}/heartbeat", json=hb.to_json()) as resp:
                 if resp.status == 404:
                     self.registered = False
                 if resp.status == 422 and served:
@@ -230,9 +239,9 @@ class Reporter:
                 resp.raise_for_status()
                 # A 200: control has the counts, so only now may their spool files go.
                 self.spool.acknowledged()
-                answer = await resp.json()
-            self.interval_s = float(answer.get("heartbeat_interval_s", self.interval_s))
-            resync = bool(answer.get("resync", False))
+                answer = HeartbeatReply.from_json(await resp.json())
+            self.interval_s = answer.heartbeat_interval_s
+            resync = answer.resync
             self.inventory.acknowledged(inventory, resync)
             if self._failures:
                 log.info("control reachable again after %d failed heartbeats", self._failures)

@@ -28,14 +28,14 @@ def test_first_report_is_full_then_deltas(tmp_path: Path) -> None:
         epoch = tracker.epoch
         assert len(epoch) == 32
         first = tracker.next_update()
-        assert first == {"epoch": epoch, "version": 2, "full": ["a", "b"]}
+        assert first.to_json() == {"epoch": epoch, "version": 2, "full": ["a", "b"]}
         tracker.acknowledged(first, resync=False)
         index.put(_file("c"))
         index.delete("a")
         index.put(_file("a"))
         index.delete("b")
         delta = tracker.next_update()
-        assert delta == {
+        assert delta.to_json() == {
             "epoch": epoch,
             "base": 2,
             "version": 6,
@@ -43,7 +43,7 @@ def test_first_report_is_full_then_deltas(tmp_path: Path) -> None:
             "removed": ["b"],
         }
         tracker.acknowledged(delta, resync=False)
-        assert tracker.next_update() == {
+        assert tracker.next_update().to_json() == {
             "epoch": epoch,
             "base": 6,
             "version": 6,
@@ -52,7 +52,7 @@ def test_first_report_is_full_then_deltas(tmp_path: Path) -> None:
         }
         # Control lost track: it asks for everything again.
         tracker.acknowledged(delta, resync=True)
-        assert tracker.next_update() == {"epoch": epoch, "version": 6, "full": ["a", "c"]}
+        assert tracker.next_update().to_json() == {"epoch": epoch, "version": 6, "full": ["a", "c"]}
     finally:
         index.close()
 
@@ -65,7 +65,7 @@ def test_change_log_trimmed_past_held_version_sends_full(tmp_path: Path) -> None
         tracker.acknowledged(tracker.next_update(), resync=False)
         for cid in ("b", "c", "d", "e"):
             index.put(_file(cid))
-        assert tracker.next_update() == {
+        assert tracker.next_update().to_json() == {
             "epoch": tracker.epoch,
             "version": 5,
             "full": ["a", "b", "c", "d", "e"],

@@ -10,8 +10,8 @@ from typing import Any
 
 from control.store import Store
 from edgefleet.manifests import parse_manifest
+from tests.control.appfleet import Fleet, Runner, run, running
 from tests.control.controlproc import heartbeat_doc
-from tests.control.test_app import Fleet, Runner, run, running
 
 __all__ = ["run"]  # the fixture, imported for pytest
 
