@@ -8,7 +8,7 @@ import pytest
 from tests.wire import Malformed, byteranges, split_responses
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nx-a: 2\r\n\r\nhello"
-NOT_MODIFIED = b"HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n"
+NOT_MODIFIED = b'HTTP/1.1 304 Not Modified\r\nETag: "e"\r\n\r\n'
 
 
 def test_pipelined_responses_are_split_by_content_length() -> None:

@@ -31,6 +31,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgefleet.tokens import Keyring, new_key, signed_query
+from tests.edge.edgeproc import EdgeProcess
+from tests.edge.probes import assert_serves, error_count
 from tests.fuzzing import FUZZ, Tally
 from tests.wire import (
     BOUNDARY,
@@ -40,8 +42,6 @@ from tests.wire import (
     exchange,
     split_responses,
 )
-from tests.edge.edgeproc import EdgeProcess
-from tests.edge.probes import assert_serves, error_count
 
 pytestmark = pytest.mark.slow
 

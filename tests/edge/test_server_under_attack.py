@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 import psutil
 import pytest
 
-from tests.wire import exchange
 from tests.edge.edgeproc import EdgeProcess, ResponseReader
 from tests.edge.probes import error_count
+from tests.wire import exchange
 
 pytestmark = pytest.mark.slow
 

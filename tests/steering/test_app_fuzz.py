@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 
 from edgefleet.tokens import Keyring, new_key
 from tests.fuzzing import FUZZ, Tally
-from tests.wire import Response, exchange, split_responses
 from tests.processes import terminate, wait_for_line
 from tests.steering.fakecontrol import SECRET, FakeControl
 from tests.steering.fleetdocs import two_sites
+from tests.wire import Response, exchange, split_responses
 
 pytestmark = pytest.mark.slow
 
