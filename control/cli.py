@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gzip
 import http.client
 import json
@@ -28,6 +27,7 @@ from control.store import Store, StoreError
 from control.topology import Topology, TopologyError, load_topology
 from edgefleet import logs
 from edgefleet.config import ConfigError
+from edgefleet.errors import parse_error_body
 from edgefleet.fleet import MIN_SECRET_BYTES, AuthError, load_secret, role_token
 from edgefleet.records import DailyRecord, RecordError, record_format, write_records_file
 
@@ -188,8 +188,9 @@ def _drain(conf: ControlConfig, appliance: str, drain: bool, url: str | None) ->
     except urllib.error.HTTPError as exc:
         with exc:
             detail = exc.read().decode(errors="replace").strip()
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            detail = json.loads(detail)["error"]
+        refused = parse_error_body(detail.encode())
+        if refused is not None:
+            detail = refused.error
         print(f"edgefleet control drain: {exc.code}: {detail}", file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError) as exc:

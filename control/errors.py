@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from edgefleet.errors import error_body
 from edgefleet.fleet import FieldError
 
 
@@ -33,10 +34,12 @@ class ApiError(Exception):
 
     def response(self) -> web.Response:
         """The error as an HTTP response."""
-        body: dict[str, Any] = {"error": self.message}
-        if self.field is not None:
-            body["field"] = self.field
-        return web.json_response(body, status=self.status, headers=self.headers)
+        return web.Response(
+            body=error_body(self.message, self.field),
+            status=self.status,
+            headers=self.headers,
+            content_type="application/json",
+        )
 
 
 def invalid(exc: FieldError) -> ApiError:

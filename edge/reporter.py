@@ -32,6 +32,7 @@ from edge.index import ContentIndex
 from edge.metrics import keeper_file, read_json, read_worker_snapshots
 from edge.popularity import Spool, spool_dir
 from edgefleet import __version__
+from edgefleet.errors import parse_error_body
 from edgefleet.fleet import load_secret, role_token
 from edgefleet.heartbeat import (
     DiskHealth,
@@ -259,10 +260,11 @@ class Reporter:
     async def _refused(self, resp: aiohttp.ClientResponse) -> None:
         """A 422 naming `served`: those counts would be refused forever; drop them, loudly."""
         try:
-            field = str((await resp.json()).get("field", ""))
-        except (aiohttp.ClientError, ValueError):
+            refused = parse_error_body(await resp.read())
+        except aiohttp.ClientError:
             return
-        if field.startswith("served"):
+        field = refused.field if refused is not None else None
+        if field is not None and field.startswith("served"):
             dropped = self.spool.acknowledged()
             log.error(
                 "control refused the served counts (%s): %d spool file(s) dropped", field, dropped

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from edgefleet.errors import error_body
 from edgefleet.models import is_content_id
 from edgefleet.tokens import Keyring, signed_query
 from steering.config import SteeringConfig
@@ -35,7 +36,7 @@ class RequestError(ValueError):
 
     def document(self) -> bytes:
         """The JSON error body."""
-        return json.dumps({"error": str(self), "field": self.field}).encode()
+        return error_body(str(self), self.field)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ def test_auth(tmp_path: Path, run: Runner) -> None:
             resp = await f.post(path, None, heartbeat_doc())
             assert resp.status == 401
             assert resp.headers["WWW-Authenticate"].startswith("Bearer")
-            assert await resp.json() == {"error": "missing bearer token"}
+            assert await resp.json() == {"error": "missing bearer token", "field": None}
             resp = await f.client.post(path, json={}, headers={"Authorization": "Bearer 00ff"})
             assert resp.status == 401
             for role in ("appliance:ams1-b", "admin", "steering"):

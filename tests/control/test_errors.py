@@ -90,4 +90,4 @@ def test_one_404_and_field_errors_as_422() -> None:
         "health.cpu: must be a finite number",
     )
     body = json.loads(ApiError(401, "missing bearer token").response().text or "")
-    assert body == {"error": "missing bearer token"}
+    assert body == {"error": "missing bearer token", "field": None}
