@@ -8,7 +8,7 @@ prefix matches is ordered from the site whose prefixes share most leading bits w
 Inside a site: only appliances that are up (not down, draining or saturated) and hold the
 content, ordered by weighted rendezvous hashing (highest random weight): each appliance scores
 `-weight / ln(h)`, h = a mix of xxh64(content id) and xxh64(appliance name) mapped into (0, 1)
-(the planner's fill/rendezvous.py computes the same bits over whole catalogs with numpy), so a
+(the planner's edgefleet/rendezvous.py computes the same bits over whole catalogs with numpy), so a
 file keeps going to the same appliance (disk and page-cache affinity) and an appliance joining
 or leaving moves only the files it wins or held, about 1/N of them.
 
@@ -113,9 +113,9 @@ def hrw_score(content: bytes, seed: int, weight: float) -> float:
 
 def _score(base: int, seed: int, weight: float) -> float:
     # splitmix64's finaliser of xxh64(content) XOR seed: the planner computes the same with
-    # numpy (fill/rendezvous.py). 52 bits + 0.5 keep h strictly inside (0, 1), so ln(h) < 0.
+    # numpy (edgefleet/rendezvous.py). 52 bits + 0.5 keep h strictly inside (0, 1), so ln(h) < 0.
     # math.log here, a portable series there: the two may differ in the last bit, which can
-    # only reorder two appliances whose scores agree to ~1e-11 (tests/fill/test_rendezvous.py).
+    # only reorder two appliances whose scores agree to ~1e-11 (tests/edgefleet/test_rendezvous.py).
     x = base ^ seed
     x = ((x ^ (x >> 30)) * _M1) & _MASK
     x = ((x ^ (x >> 27)) * _M2) & _MASK
