@@ -7,8 +7,9 @@ each appliance wins a share of files proportional to its weight), with
     x = splitmix64 finaliser of (b XOR s)      s = xxh64(appliance name)
     h = ((x >> 12) + 0.5) * 2**-52             52 bits + 0.5: strictly inside (0, 1)
 
-Two choices make one score computable identically by plain Python (steering, per request) and
-by numpy (the planner, a million files at once):
+This module is the hash's one owner: steering (steering/ranking.py, per request) calls
+`hrw_score`, the planner (fill/planner/, a million files at once) `hrw_scores`, and the two
+give the same bits for every (file, appliance, weight). Two choices make that possible:
 
 - the per-pair hash is an integer mix of two precomputed 64-bit hashes, not a seeded xxh64 per
   pair, so numpy computes it over whole columns;
@@ -17,17 +18,24 @@ by numpy (the planner, a million files at once):
   operations in the same order give the same bits in Python and numpy (numpy's own `log` is a
   SIMD routine that differs from libm's in the last bit for about 1 value in 300).
 
-steering/ranking.py holds a copy of the scalar function (services share no code outside
-`edgefleet/`); tests/edgefleet/test_rendezvous.py checks that all three agree bit for bit.
+tests/edgefleet/test_rendezvous.py checks that the scalar and vectorised scores are equal (==)
+for any file, appliance and weight.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
 import xxhash
+
+if TYPE_CHECKING:
+    # numpy only for the planner's columns: steering imports this module without loading it.
+    import numpy as np
+    import numpy.typing as npt
+
+    U64 = npt.NDArray[np.uint64]
+    F64 = npt.NDArray[np.float64]
 
 _H64 = xxhash.xxh64_intdigest
 _UNIT = 2.0**-52
@@ -39,14 +47,17 @@ _SQRT_HALF = 0.7071067811865476
 # 1 / (2k + 1), k = 6 .. 1: |s| <= 0.1716, so the truncation error is below s**14 / 15 < 2e-12
 # relative: far below what weights need, and both implementations truncate identically.
 _SERIES = tuple(1.0 / (2 * k + 1) for k in range(6, 0, -1))
-
-U64 = npt.NDArray[np.uint64]
-F64 = npt.NDArray[np.float64]
+_C13, _C11, _C9, _C7, _C5, _C3 = _SERIES
 
 
 def content_hash(content_id: str) -> int:
     """The file's 64-bit base hash (computed once per catalog file)."""
     return _H64(content_id.encode())
+
+
+def key_hash(key: bytes) -> int:
+    """`content_hash` of a content id already in utf-8 (steering's request key)."""
+    return _H64(key)
 
 
 def appliance_seed(name: str) -> int:
@@ -62,25 +73,26 @@ def portable_ln(h: float) -> float:
         e -= 1
     s = (m - 1.0) / (m + 1.0)
     s2 = s * s
-    p = _SERIES[0]
-    for c in _SERIES[1:]:
-        p = p * s2 + c
-    p = p * s2 + 1.0
+    # _SERIES by Horner's rule, unrolled (steering calls this per request): the operations and
+    # their order are exactly portable_ln_array's loop.
+    p = (((((_C13 * s2 + _C11) * s2 + _C9) * s2 + _C7) * s2 + _C5) * s2 + _C3) * s2 + 1.0
     return float(e) * _LN2 + 2.0 * s * p
 
 
 def hrw_score(base: int, seed: int, weight: float) -> float:
-    """Weighted rendezvous score of appliance (*seed*, *weight*) for a file of hash *base*."""
+    """Weighted rendezvous score of appliance (*seed*, *weight*) for a file of hash *base*:
+    steering's per-request score and, bit for bit, an element of `hrw_scores`."""
     x = base ^ seed
     x = ((x ^ (x >> 30)) * _M1) & _MASK
     x = ((x ^ (x >> 27)) * _M2) & _MASK
     x ^= x >> 31
-    h = ((x >> 12) + 0.5) * _UNIT
-    return -weight / portable_ln(h)
+    return -weight / portable_ln(((x >> 12) + 0.5) * _UNIT)
 
 
 def portable_ln_array(h: F64) -> F64:
     """`portable_ln` over an array, operation for operation."""
+    import numpy as np
+
     m, e = np.frexp(h)
     low = m < _SQRT_HALF
     m = np.where(low, m * 2.0, m)
@@ -97,6 +109,8 @@ def portable_ln_array(h: F64) -> F64:
 
 def hrw_scores(bases: U64, seed: int, weight: float) -> F64:
     """`hrw_score` of one appliance for every file hash of *bases*."""
+    import numpy as np
+
     x = bases ^ np.uint64(seed)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(_M1)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(_M2)

@@ -1,9 +1,8 @@
-"""Rendezvous scores: the planner's numpy and scalar scores agree bit for bit, and steering
-ranks appliances as the planner does."""
+"""Rendezvous scores (edgefleet/rendezvous.py): the planner's numpy scores and the scalar
+scores steering uses per request are equal (==) for every file, appliance and weight."""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -44,24 +43,33 @@ def test_planner_scores_are_identical_scalar_and_vectorised(
     st.lists(st.tuples(ids, st.floats(min_value=0.01, max_value=100.0)), min_size=2, max_size=12),
 )
 @settings(max_examples=200)
-def test_planner_and_steering_rank_appliances_alike(
+def test_planner_and_steering_scores_are_identical(
     contents: list[str], appliances: list[tuple[str, float]]
 ) -> None:
-    """Steering uses math.log, the planner a portable ln numpy reproduces: scores agree to
-    ~1e-11 (the portable series is that accurate), so both put a file's appliances in the same order (what placement and steering
-    must agree on)."""
+    """The planner's numpy scores and steering's per-request scores are the same floats, so
+    both put a file's appliances in the same order, ties included (what placement and
+    steering must agree on)."""
     seeds = [(appliance_seed(n), w) for n, w in appliances]
-    for c in contents:
-        planner = [hrw_score(content_hash(c), s, w) for s, w in seeds]
+    bases = np.array([content_hash(c) for c in contents], dtype=np.uint64)
+    planner = np.stack([hrw_scores(bases, s, w) for s, w in seeds]).T.tolist()
+    for c, row in zip(contents, planner, strict=True):
         steering = [steering_score(c.encode(), s, w) for s, w in seeds]
-        for p, q in zip(planner, steering, strict=True):
-            assert math.isclose(p, q, rel_tol=1e-10)
-        order = sorted(range(len(seeds)), key=lambda j: (-planner[j], j))
-        if all(
-            not math.isclose(planner[a], planner[b], rel_tol=1e-10)
-            for a, b in itertools.pairwise(order)
-        ):
-            assert order == sorted(range(len(seeds)), key=lambda j: (-steering[j], j))
+        assert steering == row
+        order = sorted(range(len(seeds)), key=lambda j: (-row[j], j))
+        assert order == sorted(range(len(seeds)), key=lambda j: (-steering[j], j))
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=2**64 - 1), min_size=1, max_size=50),
+    st.integers(min_value=0, max_value=2**64 - 1),
+    st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False),
+)
+@settings(max_examples=300)
+def test_scalar_and_vectorised_scores_are_identical_for_any_hash_and_weight(
+    bases: list[int], seed: int, w: float
+) -> None:
+    vector = hrw_scores(np.array(bases, dtype=np.uint64), seed, w).tolist()
+    assert [hrw_score(b, seed, w) for b in bases] == vector
 
 
 def test_portable_ln_is_accurate_and_vectorises_exactly() -> None:
