@@ -37,7 +37,7 @@ from edgefleet.manifests import canonical_manifest
 from edgefleet.rendezvous import content_hash
 from fill.planner.forecast import ColumnForecast, ForecastParams
 from fill.planner.manifest_text import manifest_texts
-from fill.planner.placement import Appliance, PlacementParams
+from fill.planner.model import Appliance, PlacementParams
 from fill.planner.plan import Catalog, Fleet, FleetPlan, Site, plan_fleet, report_table
 from fill.planner.synth import SynthWorld, checksum_of
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgefleet import config as cfgload
 
-if TYPE_CHECKING:  # planner_io pulls in numpy: `fill run` parses its options without it
+if TYPE_CHECKING:  # run.py pulls in numpy: `fill run` parses its options without it
     from fill.planner.run import PlanOptions
 
 

@@ -20,34 +20,16 @@ exactly the same choices for a catalog of a million files:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from edgefleet.rendezvous import appliance_seed, hrw_scores
-from fill.planner.placement import Appliance, PlacementParams
-
-I64 = npt.NDArray[np.int64]
-U64 = npt.NDArray[np.uint64]
-F64 = npt.NDArray[np.float64]
-Mask = npt.NDArray[np.bool_]
+from fill.planner.model import F64, I64, U64, Appliance, Mask, PlacementParams, SiteTarget
 
 _FIRST_CHUNK = 2048
 _MAX_CHUNK = 1 << 16
 _MIN_CHUNK = 64
-
-
-@dataclass(frozen=True, slots=True)
-class SiteTarget:
-    """The unbudgeted plan of one site, as catalog indices."""
-
-    target: list[I64]  # per appliance, in choice order (most valuable first)
-    files: int  # files placed
-    stored_bytes: int
-    usable_bytes: int
-    placed_mass: float  # forecast views of the placed files
-    bound_mass: float  # the fractional-knapsack optimum, in the same unit
 
 
 def copies_array(forecast: F64, current: I64, params: PlacementParams, appliances: int) -> I64:

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgefleet.rendezvous import appliance_seed, hrw_scores
-from fill.planner.greedy import I64, U64
+from fill.planner.model import I64, U64
 from fill.planner.plan import Catalog, FleetPlan, SitePlanResult
 
 I32 = npt.NDArray[np.int32]

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fill.planner.greedy import F64, I64, Mask, SiteTarget
-from fill.planner.placement import Appliance, PlacementParams, SiteReport
+from fill.planner.model import F64, I64, Appliance, Mask, PlacementParams, SiteReport, SiteTarget
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,53 +51,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edgefleet.rendezvous import appliance_seed, content_hash, hrw_score
-
-
-@dataclass(frozen=True, slots=True)
-class Appliance:
-    """One storage appliance of the site, as the planner sees it."""
-
-    name: str
-    capacity_bytes: int
-    reserve_bytes: int = 0
-    weight: float = 1.0
-    fill_budget_bytes: int | None = None  # a night's downloads (rate x window); None: unlimited
-
-    def __post_init__(self) -> None:
-        if self.capacity_bytes < 0 or self.reserve_bytes < 0:
-            raise ValueError(f"{self.name}: capacity_bytes and reserve_bytes must be >= 0")
-        if not self.weight > 0 or not math.isfinite(self.weight):
-            raise ValueError(f"{self.name}: weight must be > 0")
-        if self.fill_budget_bytes is not None and self.fill_budget_bytes < 0:
-            raise ValueError(f"{self.name}: fill_budget_bytes must be >= 0")
-
-    @property
-    def usable_bytes(self) -> int:
-        """Bytes the planner may fill: capacity minus reserve, never negative."""
-        return max(0, self.capacity_bytes - self.reserve_bytes)
-
-
-@dataclass(frozen=True, slots=True)
-class PlacementParams:
-    """Copy bounds, the copies rule, the hysteresis margin and the nightly fill budget."""
-
-    min_copies: int = 1
-    max_copies: int | None = None  # None: the number of appliances
-    popularity_per_copy: float = math.inf
-    hysteresis: float = 1.1
-    fill_budget_bytes: int | None = None  # per appliance, every appliance; None: unlimited
-
-    def __post_init__(self) -> None:
-        if self.min_copies < 1:
-            raise ValueError("min_copies must be >= 1")
-        if self.max_copies is not None and self.max_copies < self.min_copies:
-            raise ValueError("max_copies must be >= min_copies")
-        if not self.popularity_per_copy > 0:
-            raise ValueError("popularity_per_copy must be > 0")
-        if not self.hysteresis >= 1.0 or not math.isfinite(self.hysteresis):
-            raise ValueError("hysteresis must be >= 1")
-        if self.fill_budget_bytes is not None and self.fill_budget_bytes < 0:
-            raise ValueError("fill_budget_bytes must be >= 0")
+from fill.planner.greedy import choose
+from fill.planner.model import Appliance, PlacementParams, SiteReport, SiteTarget
+from fill.planner.nightly import settle
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,26 +68,6 @@ class Manifest:
     deferred: tuple[str, ...]  # wanted, but over tonight's budget; most valuable first
     deferred_bytes: int
     held_back: tuple[str, ...] = ()  # dropped by the plan, kept while their replacement waits
-
-
-@dataclass(frozen=True, slots=True)
-class SiteReport:
-    """The plan's figures for one site (files and bytes count the full, unbudgeted plan)."""
-
-    files: int
-    stored_bytes: int
-    usable_bytes: int
-    predicted_offload: float
-    offload_upper_bound: float
-    offload_tonight: float  # what the appliances hold after tonight's (budgeted) fill
-    adds: int
-    deletes: int
-    add_bytes: int
-    delete_bytes: int
-    deferred: int
-    deferred_bytes: int
-    held_back: int = 0
-    held_back_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +158,6 @@ def plan_site(
     params: PlacementParams | None = None,
 ) -> SitePlan:
     """Plan one site: which files each appliance holds tomorrow (see the module docstring)."""
-    from fill.planner.greedy import choose
-
     p = params or PlacementParams()
     cols = _columns(appliances, sizes, forecast, inventories)
     chosen = choose(appliances, cols.sizes, cols.hashes, cols.forecast, cols.held, p)
@@ -238,8 +172,6 @@ def plan_site_reference(
     params: PlacementParams | None = None,
 ) -> SitePlan:
     """`plan_site`, steps 1-3 as the plain sequential specification (slow; for tests)."""
-    from fill.planner.greedy import SiteTarget
-
     p = params or PlacementParams()
     cols = _columns(appliances, sizes, forecast, inventories)
     n = len(appliances)
@@ -297,13 +229,9 @@ def plan_site_reference(
 
 
 def _finish(
-    appliances: tuple[Appliance, ...], cols: _Columns, chosen: object, params: PlacementParams
+    appliances: tuple[Appliance, ...], cols: _Columns, chosen: SiteTarget, params: PlacementParams
 ) -> SitePlan:
     """Budget, held-back deletes and report (nightly.py), as string manifests."""
-    from fill.planner.greedy import SiteTarget
-    from fill.planner.nightly import settle
-
-    assert isinstance(chosen, SiteTarget)
     outcome = settle(
         appliances, cols.sizes, cols.forecast, cols.held, chosen, params, cols.total_mass
     )

@@ -31,9 +31,9 @@ import numpy as np
 from edgefleet.manifests import FillManifest, ManifestFile
 from edgefleet.records import CatalogEntry
 from edgefleet.rendezvous import appliance_seed, content_hash, hrw_scores
-from fill.planner.greedy import F64, I64, U64, SiteTarget, choose
+from fill.planner.greedy import choose
+from fill.planner.model import F64, I64, U64, Appliance, PlacementParams, SiteReport, SiteTarget
 from fill.planner.nightly import SiteOutcome, settle
-from fill.planner.placement import Appliance, PlacementParams, SiteReport
 
 ROLES = ("edge", "origin")
 

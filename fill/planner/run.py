@@ -30,9 +30,8 @@ from edgefleet.fleet import FieldError, load_secret, role_token
 from edgefleet.manifests import NAME_RE
 from edgefleet.records import CatalogEntry, read_catalog, read_popularity
 from fill.planner.forecast import ColumnForecast, ForecastParams
-from fill.planner.greedy import I64
 from fill.planner.manifest_text import manifest_texts
-from fill.planner.placement import Appliance, PlacementParams
+from fill.planner.model import I64, Appliance, PlacementParams
 from fill.planner.plan import (
     Catalog,
     Fleet,

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from edgefleet.manifests import manifest_to_doc, parse_manifest
 from fill.planner.manifest_text import manifest_header, manifest_texts
-from fill.planner.placement import Appliance, PlacementParams
+from fill.planner.model import Appliance, PlacementParams
 from fill.planner.plan import Catalog, Fleet, FleetPlan, Site, plan_fleet
 from fill.planner.synth import SynthWorld
 

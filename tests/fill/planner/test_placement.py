@@ -10,9 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fill.planner.model import Appliance, PlacementParams
 from fill.planner.placement import (
-    Appliance,
-    PlacementParams,
     SitePlan,
     copies_for,
     plan_site,

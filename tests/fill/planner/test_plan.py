@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgefleet.manifests import manifest_to_doc, parse_manifest
-from fill.planner.placement import Appliance, PlacementParams
+from fill.planner.model import Appliance, PlacementParams
 from fill.planner.plan import Catalog, Fleet, FleetPlan, Site, plan_fleet, report_table
 from fill.planner.synth import SynthWorld, checksum_of
 
