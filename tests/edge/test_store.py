@@ -8,11 +8,8 @@ new bytes under the old record's size and checksum.
 from __future__ import annotations
 
 import io
-import json
 import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ from edge.importer import import_directory
 from edge.index import ContentIndex
 from edge.store import content_type_of, place_file, read_catalog
 from edgefleet.records import CatalogEntry
+from tests.edge.replacing import serve_while_replacing
 
 
 @pytest.fixture
@@ -107,57 +105,6 @@ def test_read_catalog_of_an_index(index: ContentIndex, disks: list[Disk]) -> Non
     ]
 
 
-# A reader as a server worker would be, in its own process: read the record, open its path,
-# read the record again and serve only if it did not change meanwhile (an open descriptor keeps
-# the bytes it opened); every byte served is checked against the record it was served under.
-READER = """
-import json, os, sys
-import xxhash
-from edge.disks import open_disk
-from edge.index import ContentIndex
-
-index = ContentIndex(sys.argv[1], readonly=True)
-disk = open_disk(sys.argv[2])
-cid, stop = sys.argv[3], sys.argv[4]
-counts = {"served": {}, "mismatch": 0, "absent": 0, "changed": 0}
-print("ready", flush=True)
-while not os.path.exists(stop):
-    rec = index.get(cid)
-    if rec is None:
-        counts["absent"] += 1
-        continue
-    try:
-        fd = os.open(disk.path_of(rec.relpath), os.O_RDONLY)
-    except FileNotFoundError:
-        counts["absent"] += 1
-        continue
-    try:
-        again = index.get(cid)
-        if again is None or again.generation != rec.generation:
-            counts["changed"] += 1
-            continue
-        data = os.pread(fd, rec.size + 1, 0)
-    finally:
-        os.close(fd)
-    if len(data) != rec.size or xxhash.xxh3_128(data).hexdigest() != rec.checksum:
-        counts["mismatch"] += 1
-    else:
-        counts["served"][rec.checksum] = counts["served"].get(rec.checksum, 0) + 1
-print(json.dumps(counts), flush=True)
-"""
-
-
-def reimport(tmp_path: Path, index: ContentIndex, disk: Disk) -> Callable[[str, bytes], None]:
-    src = tmp_path / "src"
-    src.mkdir()
-
-    def write(cid: str, data: bytes) -> None:
-        (src / cid).write_bytes(data)
-        import_directory(src, index, [disk], progress_out=io.StringIO())
-
-    return write
-
-
 def test_reimporting_a_changed_file_never_serves_old_record_with_new_bytes(
     tmp_path: Path, index: ContentIndex, disks: list[Disk]
 ) -> None:
@@ -165,23 +112,15 @@ def test_reimporting_a_changed_file_never_serves_old_record_with_new_bytes(
     cid = "movie.mp4"
     # Same size, other content: the size check a server makes cannot tell them apart.
     versions = [os.urandom(64 << 10), os.urandom(64 << 10)]
-    write = reimport(tmp_path, index, disk)
-    write(cid, versions[0])
-    stop = tmp_path / "stop"
-    reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(index.path), str(disk.root), cid, str(stop)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert reader.stdout is not None
-        assert reader.stdout.readline() == "ready\n"
-        for i in range(300):
-            write(cid, versions[(i + 1) % 2])
-    finally:
-        stop.touch()
-        out, _ = reader.communicate(timeout=30)
-    counts = json.loads(out)
+    src = tmp_path / "src"
+    src.mkdir()
+
+    def reimport(data: bytes) -> None:
+        (src / cid).write_bytes(data)
+        import_directory(src, index, [disk], progress_out=io.StringIO())
+
+    reimport(versions[0])
+    counts = serve_while_replacing(tmp_path, index.path, disk, cid, versions, reimport)
     assert counts["mismatch"] == 0, counts
     # The reader really ran against both versions while they were being swapped.
     assert set(counts["served"]) == {digest(v) for v in versions}, counts

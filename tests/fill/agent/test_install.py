@@ -14,6 +14,7 @@ from edge.index import ContentIndex
 from edgefleet.manifests import ManifestFile
 from fill.agent import decisions as agent
 from fill.agent.install import DiskTrouble, Installer, parse_temp_name, temp_name
+from tests.edge.replacing import serve_while_replacing
 from tests.fill.agent.fillproc import checksum
 
 DATA = os.urandom(300_000)
@@ -190,3 +191,25 @@ def test_a_full_disk_write_raises_disk_trouble(installer: Installer) -> None:
         part.write(DATA)
     part.close()
     target.unlink()
+
+
+def test_a_refetch_with_other_content_never_serves_old_record_with_new_bytes(
+    tmp_path: Path,
+) -> None:
+    """The guard of edge.store.place_file, through the agent: a reader in another process
+    checks every byte it serves against the record it served them under."""
+    disk = open_disk(tmp_path / "disk", create=True)  # one disk: every re-fetch replaces the path
+    inst = Installer(ContentIndex(tmp_path / "index"), [disk], grace_s=60.0)
+    versions = [os.urandom(64 << 10), os.urandom(64 << 10)]
+
+    def refetch(data: bytes) -> None:
+        install(inst, ManifestFile("a.mp4", len(data), checksum(data), ("src",)), data)
+
+    try:
+        refetch(versions[0])
+        counts = serve_while_replacing(tmp_path, inst.index.path, disk, "a.mp4", versions, refetch)
+    finally:
+        inst.index.close()
+    assert counts["mismatch"] == 0, counts
+    assert set(counts["served"]) == {checksum(v) for v in versions}, counts
+    assert inst.pending == []  # same path: nothing left for the grace period
