@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     F64 = npt.NDArray[np.float64]
 
 _H64 = xxhash.xxh64_intdigest
+_frexp = math.frexp
 _UNIT = 2.0**-52
 _MASK = (1 << 64) - 1
 _M1 = 0xBF58476D1CE4E5B9
@@ -86,7 +87,16 @@ def hrw_score(base: int, seed: int, weight: float) -> float:
     x = ((x ^ (x >> 30)) * _M1) & _MASK
     x = ((x ^ (x >> 27)) * _M2) & _MASK
     x ^= x >> 31
-    return -weight / portable_ln(((x >> 12) + 0.5) * _UNIT)
+    # portable_ln, inlined (steering's hot path saves the call): the same operations in the
+    # same order, so the same bits (tested against portable_ln and hrw_scores).
+    m, e = _frexp(((x >> 12) + 0.5) * _UNIT)
+    if m < _SQRT_HALF:
+        m *= 2.0
+        e -= 1
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    p = (((((_C13 * s2 + _C11) * s2 + _C9) * s2 + _C7) * s2 + _C5) * s2 + _C3) * s2 + 1.0
+    return -weight / (e * _LN2 + 2.0 * s * p)  # int * float: e converted exactly
 
 
 def portable_ln_array(h: F64) -> F64:
