@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from edgefleet.tokens import signed_query
-from tests.fill.fillproc import FillTarget, edge_with_keyring, manifest_doc, shared_keyring
+from tests.fill.agent.fillproc import FillTarget, edge_with_keyring, manifest_doc, shared_keyring
 
 HERE: Final = Path(__file__).resolve().parent
 RESULTS: Final = HERE / "results"

@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from edgefleet.manifests import canonical_manifest
-from fill.forecast import ColumnForecast, ForecastParams
-from fill.manifest_text import manifest_texts
-from fill.placement import Appliance, PlacementParams
-from fill.plan import Catalog, Fleet, FleetPlan, Site, plan_fleet, report_table
-from fill.rendezvous import content_hash
-from fill.synth import SynthWorld, checksum_of
+from edgefleet.rendezvous import content_hash
+from fill.planner.forecast import ColumnForecast, ForecastParams
+from fill.planner.manifest_text import manifest_texts
+from fill.planner.model import Appliance, PlacementParams
+from fill.planner.plan import Catalog, Fleet, FleetPlan, Site, plan_fleet, report_table
+from fill.planner.synth import SynthWorld, checksum_of
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

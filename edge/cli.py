@@ -104,7 +104,7 @@ def _init(conf: edge_config.EdgeConfig) -> int:
     """An appliance that starts empty (and is filled by `edgefleet fill run`): create its index
     and give each disk its id file. Idempotent: what exists is kept as it is."""
     from edge.disks import DiskError, open_disk
-    from edge.index import ContentIndex, IndexError_
+    from edge.index import ContentIndex, IndexUnavailable
 
     try:
         disks = [open_disk(root, create=True) for root in conf.disks]
@@ -113,7 +113,7 @@ def _init(conf: edge_config.EdgeConfig) -> int:
             files, total = index.stats()
         finally:
             index.close()
-    except (IndexError_, DiskError) as exc:
+    except (IndexUnavailable, DiskError) as exc:
         print(f"edgefleet edge init: {exc}", file=sys.stderr)
         return 1
     print(
@@ -125,7 +125,7 @@ def _init(conf: edge_config.EdgeConfig) -> int:
 
 def _import(conf: edge_config.EdgeConfig, args: argparse.Namespace) -> int:
     from edge.disks import DiskError, open_disk
-    from edge.importer import ImportError_, import_directory
+    from edge.importer import ImportFailed, import_directory
     from edge.index import ContentIndex
 
     try:
@@ -138,7 +138,7 @@ def _import(conf: edge_config.EdgeConfig, args: argparse.Namespace) -> int:
             files, total = index.stats()
         finally:
             index.close()
-    except (ImportError_, DiskError) as exc:
+    except (ImportFailed, DiskError) as exc:
         print(f"edgefleet edge import: {exc}", file=sys.stderr)
         return 1
     size = sum(r.size for r in records)

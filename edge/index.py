@@ -39,7 +39,7 @@ DEFAULT_MAP_SIZE: Final = 1 << 30
 DEFAULT_MAX_CHANGES: Final = 1_000_000
 
 
-class IndexError_(Exception):
+class IndexUnavailable(Exception):
     """The index cannot be opened or written."""
 
 
@@ -117,14 +117,14 @@ class ContentIndex:
             )
         except lmdb.Error as exc:
             hint = " (a new appliance: run 'edgefleet edge init')" if readonly else ""
-            raise IndexError_(f"cannot open index at {self.path}: {exc}{hint}") from None
+            raise IndexUnavailable(f"cannot open index at {self.path}: {exc}{hint}") from None
         try:
             self._content = self.env.open_db(b"content", create=not readonly)
             self._meta = self.env.open_db(b"meta", create=not readonly)
             self._changes = self.env.open_db(b"changes", create=not readonly)
         except lmdb.Error as exc:
             self.env.close()
-            raise IndexError_(
+            raise IndexUnavailable(
                 f"index at {self.path} is not initialised "
                 f"(run 'edgefleet edge init' or 'edgefleet edge import'): {exc}"
             ) from None
@@ -322,7 +322,7 @@ class ContentIndex:
 
     def _write(self, work: Any) -> None:
         if self.readonly:
-            raise IndexError_("index opened read-only")
+            raise IndexUnavailable("index opened read-only")
         while True:
             try:
                 with self.env.begin(write=True) as txn:

@@ -11,10 +11,7 @@ counts, so counters never go backwards.
 from __future__ import annotations
 
 import bisect
-import json
-import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 from prometheus_client.core import (
@@ -25,6 +22,19 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import generate_latest
+
+# The runtime directory's files are edge.runtime's; these names stay importable from here for
+# the modules that read them alongside the metrics (edge.worker, edge.reporter).
+from edge.runtime import (
+    FillStatus,
+    fill_status_file,
+    keeper_file,
+    read_json,
+    read_worker_snapshots,
+    supervisor_file,
+    worker_file,
+    write_json_atomic,
+)
 
 # Request latency buckets in seconds: from a page-cache hit to a slow client.
 GC_GENERATIONS = 3  # CPython's cyclic collector: len(gc.get_count())
@@ -104,53 +114,6 @@ class WorkerStats:
         if len(collections) == len(self.gc_collections):
             self.gc_collections = [int(n) for n in collections]
         self.gc_seconds = float(data.get("gc_seconds", 0.0))
-
-
-def worker_file(runtime_dir: str | Path, slot: int) -> Path:
-    """Where worker *slot* writes its snapshot."""
-    return Path(runtime_dir) / "metrics" / f"worker-{slot}.json"
-
-
-def supervisor_file(runtime_dir: str | Path) -> Path:
-    """Where the supervisor writes its own counts (workers alive, restarts)."""
-    return Path(runtime_dir) / "metrics" / "supervisor.json"
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write *data* to *path* so that readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
-def keeper_file(runtime_dir: str | Path) -> Path:
-    """Where the keeper process (disk watch and scrub, edge.scrub) writes its status."""
-    return Path(runtime_dir) / "keeper.json"
-
-
-def fill_status_file(runtime_dir: str | Path) -> Path:
-    """Where the fill agent (`edgefleet fill run`) writes its status, once a second."""
-    return Path(runtime_dir) / "fill.json"
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A snapshot file, or None when it is missing or unreadable."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def read_worker_snapshots(runtime_dir: str | Path) -> list[dict[str, Any]]:
-    """Every worker snapshot in the metrics directory."""
-    out = []
-    for path in sorted((Path(runtime_dir) / "metrics").glob("worker-*.json")):
-        data = read_json(path)
-        if data is not None:
-            out.append(data)
-    return out
 
 
 class EdgeCollector:
@@ -304,38 +267,34 @@ def keeper_metrics(status: dict[str, Any] | None) -> Iterator[Metric]:
     )
 
 
-def fill_metrics(status: dict[str, Any] | None) -> Iterator[Metric]:
-    """The fill agent's gauges from its status file (none before the first run: a missing
-    series says "never filled", a zero would claim a finished fill)."""
-    if status is None:
+def fill_metrics(doc: dict[str, Any] | None) -> Iterator[Metric]:
+    """The fill agent's gauges from its status file (edge.runtime.FillStatus; none before the
+    first run: a missing series says "never filled", a zero would claim a finished fill)."""
+    if doc is None:
         return
+    status = FillStatus.from_doc(doc)
     p = "edgefleet_fill_"
-
-    def num(key: str) -> float:
-        value = status.get(key, 0)
-        return float(value) if isinstance(value, int | float) else 0.0
-
-    yield GaugeMetricFamily(p + "running", "1 while a fill run is in progress", num("running"))
     yield GaugeMetricFamily(
-        p + "bytes_to_go", "Bytes the fill still has to fetch", num("bytes_to_go")
+        p + "running", "1 while a fill run is in progress", float(status.running)
     )
     yield GaugeMetricFamily(
-        p + "bytes_done", "Bytes fetched by the current or last fill run", num("bytes_done")
+        p + "bytes_to_go", "Bytes the fill still has to fetch", status.bytes_to_go
+    )
+    yield GaugeMetricFamily(
+        p + "bytes_done", "Bytes fetched by the current or last fill run", status.bytes_done
     )
     yield GaugeMetricFamily(
         p + "rate_bytes_per_second",
         "Fill download rate over the last interval",
-        num("rate_bytes_per_second"),
+        status.rate_bytes_per_second,
     )
     errors = CounterMetricFamily(
         p + "errors",
         "Failed download attempts of the current or last run, by source",
         labels=["source"],
     )
-    raw = status.get("errors")
-    for source, n in sorted(raw.items() if isinstance(raw, dict) else []):
-        if isinstance(n, int | float):
-            errors.add_metric([str(source)], float(n))
+    for source, n in sorted(status.errors.items()):
+        errors.add_metric([source], n)
     yield errors
 
 
@@ -344,3 +303,21 @@ def render(collector: EdgeCollector) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     return generate_latest(registry)
+
+
+__all__ = [
+    "GC_GENERATIONS",
+    "LATENCY_BUCKETS",
+    "EdgeCollector",
+    "WorkerStats",
+    "fill_metrics",
+    "fill_status_file",
+    "keeper_file",
+    "keeper_metrics",
+    "read_json",
+    "read_worker_snapshots",
+    "render",
+    "supervisor_file",
+    "worker_file",
+    "write_json_atomic",
+]

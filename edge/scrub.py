@@ -36,9 +36,9 @@ import xxhash
 from edge.config import EdgeConfig
 from edge.disks import Disk, DiskError, open_disk
 from edge.diskwatch import DiskKeeper, DiskWatch
-from edge.importer import _fsync_dir
 from edge.index import ContentIndex
-from edge.metrics import keeper_file, write_json_atomic
+from edge.runtime import keeper_file, write_json_atomic
+from edge.store import fsync_dir
 from edgefleet.models import ContentRecord
 
 log = logging.getLogger("edgefleet.edge.scrub")
@@ -353,7 +353,7 @@ class Scrubber:
         try:
             qdir.mkdir(exist_ok=True)
             os.replace(path, qdir / quarantine_name(record, time.time()))
-            _fsync_dir(str(qdir))
+            fsync_dir(str(qdir))
         except OSError as exc:
             log.error("scrub: cannot move %s to %s: %s", path, qdir, exc)
 

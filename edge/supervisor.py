@@ -30,9 +30,9 @@ from typing import TextIO
 
 from edge.config import EdgeConfig
 from edge.disks import open_disks
-from edge.index import ContentIndex, IndexError_
-from edge.metrics import supervisor_file, write_json_atomic
+from edge.index import ContentIndex, IndexUnavailable
 from edge.reporter import run_reporter
+from edge.runtime import supervisor_file, write_json_atomic
 from edge.scrub import run_keeper
 from edge.worker import listen_socket, run_worker
 from edgefleet import sdnotify
@@ -83,7 +83,7 @@ class Supervisor:
         """Fail fast, with a clear message, on what would make every worker die."""
         try:
             ContentIndex(self.config.index, readonly=True).close()
-        except IndexError_ as exc:
+        except IndexUnavailable as exc:
             raise StartupError(str(exc)) from None
         if self.config.tokens.required:
             try:

@@ -1,1 +1,2 @@
-"""Nightly fill: the popularity forecast and placement planner (pure), later the fill agent."""
+"""Nightly fill: the planner (fill/planner/, run centrally) and the agent (fill/agent/, run on
+each appliance); fill/cli.py is `edgefleet fill` for both."""

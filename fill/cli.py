@@ -13,8 +13,8 @@ def add_plan_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the `plan` sub-command to an argparse sub-parser collection.
 
     Every option defaults to None ("not given"): the value then comes from --config, else
-    from the defaults of fill/planconfig.py (shown in the help)."""
-    from fill.planconfig import Model
+    from the defaults of fill/planner/config.py (shown in the help)."""
+    from fill.planner.config import Model
 
     m = Model()
     p: argparse.ArgumentParser = subparsers.add_parser(
@@ -69,8 +69,8 @@ def plan_main(args: argparse.Namespace) -> int:
     """Run `edgefleet fill plan`; 2 with one line on stderr for bad input."""
     from edgefleet.fleet import FieldError
     from edgefleet.records import RecordError
-    from fill import planconfig
-    from fill.planner_io import PlanInputError, run_plan
+    from fill.planner import config as planconfig
+    from fill.planner.run import PlanInputError, run_plan
 
     try:
         # ConfigError is a ValueError: a bad key (with its line) or a bad option.
@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_plan_parser(sub)
     try:
-        from fill.cli_run import add_run_parser
+        from fill.agent.cli import add_run_parser
     except ImportError:  # the agent's CLI is optional for planning hosts
         pass
     else:
@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 def check_main(path: str, planner: bool = False) -> int:
     """`edgefleet fill check-config [--planner] FILE`: load and validate, start nothing."""
     from edgefleet.config import ConfigError
-    from fill import agentconfig
+    from fill.agent import config as agentconfig
 
     if planner:
         return check_planner(path)
@@ -128,8 +128,8 @@ def check_planner(path: str) -> int:
     """`edgefleet fill check-config --planner FILE`: the keys, and that the file alone names
     a complete run (a catalog, popularity, a fleet); its input files are not read."""
     from edgefleet.config import ConfigError
-    from fill import planconfig
-    from fill.planner_io import PlanInputError, check_options
+    from fill.planner import config as planconfig
+    from fill.planner.run import PlanInputError, check_options
 
     try:
         conf = planconfig.load(path)
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         return plan_main(args)
     if args.command == "check-config":
         return check_main(args.config, args.planner)
-    from fill.cli_run import run_main
+    from fill.agent.cli import run_main
 
     code: int = run_main(args)
     return code

@@ -26,9 +26,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import xxhash
-
 from edgefleet.fleet import ApplianceState, FieldError
+from edgefleet.rendezvous import appliance_seed
 from steering.prefixes import PrefixError, PrefixTable
 
 EARTH_RADIUS_KM = 6371.0
@@ -180,7 +179,7 @@ def _parse_appliance(raw: Any, where: str, site_by_name: dict[str, int]) -> Appl
         weight=weight,
         state=state,
         load=load,
-        seed=xxhash.xxh64_intdigest(name.encode()),
+        seed=appliance_seed(name),
     )
 
 

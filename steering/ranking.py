@@ -8,7 +8,7 @@ prefix matches is ordered from the site whose prefixes share most leading bits w
 Inside a site: only appliances that are up (not down, draining or saturated) and hold the
 content, ordered by weighted rendezvous hashing (highest random weight): each appliance scores
 `-weight / ln(h)`, h = a mix of xxh64(content id) and xxh64(appliance name) mapped into (0, 1)
-(the planner's fill/rendezvous.py computes the same bits over whole catalogs with numpy), so a
+(edgefleet/rendezvous.py, which the planner uses too: the same bits over whole catalogs), so a
 file keeps going to the same appliance (disk and page-cache affinity) and an appliance joining
 or leaving moves only the files it wins or held, about 1/N of them.
 
@@ -34,15 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-import xxhash
-
+from edgefleet.rendezvous import hrw_score as _score
+from edgefleet.rendezvous import key_hash
 from steering.index import LOAD_FLOOR, FleetIndex
 
-_H64 = xxhash.xxh64_intdigest
-_UNIT = 2.0**-52
-_MASK = (1 << 64) - 1
-_M1 = 0xBF58476D1CE4E5B9
-_M2 = 0x94D049BB133111EB
 # Stored counts are rescaled when their common factor passes 2**_RESCALE_EXP.
 _RESCALE_EXP = 64.0
 
@@ -107,20 +102,9 @@ class LoadTracker:
 
 
 def hrw_score(content: bytes, seed: int, weight: float) -> float:
-    """Weighted rendezvous score of an appliance (hash *seed*, *weight*) for *content*."""
-    return _score(_H64(content), seed, weight)
-
-
-def _score(base: int, seed: int, weight: float) -> float:
-    # splitmix64's finaliser of xxh64(content) XOR seed: the planner computes the same with
-    # numpy (fill/rendezvous.py). 52 bits + 0.5 keep h strictly inside (0, 1), so ln(h) < 0.
-    # math.log here, a portable series there: the two may differ in the last bit, which can
-    # only reorder two appliances whose scores agree to ~1e-11 (tests/fill/test_rendezvous.py).
-    x = base ^ seed
-    x = ((x ^ (x >> 30)) * _M1) & _MASK
-    x = ((x ^ (x >> 27)) * _M2) & _MASK
-    x ^= x >> 31
-    return -weight / math.log(((x >> 12) + 0.5) * _UNIT)
+    """Weighted rendezvous score of an appliance (hash *seed*, *weight*) for *content*: the
+    planner's score for the same file and appliance, bit for bit (edgefleet/rendezvous.py)."""
+    return _score(key_hash(content), seed, weight)
 
 
 def site_assignments(index: FleetIndex, tracker: LoadTracker, site: int) -> float:
@@ -167,7 +151,7 @@ def order_in_site(
     apps = index.appliances
     if len(candidates) == 1:
         return list(candidates)
-    base = _H64(content)
+    base = key_hash(content)
     ranked = sorted(
         candidates, key=lambda j: _score(base, apps[j].seed, apps[j].weight), reverse=True
     )
@@ -226,7 +210,7 @@ def steer(
     if len(ranked) < max_urls and busy:
         # Saturated appliances get no new clients while any up one can serve; when none can,
         # an overloaded appliance beats no answer at all. Nearest site first, then HRW.
-        base = _H64(content)
+        base = key_hash(content)
         busy.sort(
             key=lambda j: (site_key(apps[j].site), -_score(base, apps[j].seed, apps[j].weight))
         )

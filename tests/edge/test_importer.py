@@ -11,7 +11,7 @@ import pytest
 import xxhash
 
 from edge.disks import TMP_DIR, Disk, open_disk
-from edge.importer import ImportError_, hash_file, import_directory, install_file
+from edge.importer import ImportFailed, hash_file, import_directory, install_file
 from edge.index import ContentIndex
 
 
@@ -93,7 +93,7 @@ def test_invalid_file_name_is_rejected_before_anything_is_copied(
     tmp_path: Path, index: ContentIndex, disks: list[Disk], name: str
 ) -> None:
     make_tree(tmp_path / "src", {"aaa-first.mp4": b"ok", f"sub/{name}": b"bad"})
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ImportFailed) as excinfo:
         import_directory(tmp_path / "src", index, disks, progress_out=io.StringIO())
     message = str(excinfo.value)
     assert name in message
@@ -106,7 +106,7 @@ def test_duplicate_names_are_rejected(
     tmp_path: Path, index: ContentIndex, disks: list[Disk]
 ) -> None:
     make_tree(tmp_path / "src", {"a/x.mp4": b"1", "b/x.mp4": b"2"})
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ImportFailed) as excinfo:
         import_directory(tmp_path / "src", index, disks, progress_out=io.StringIO())
     message = str(excinfo.value)
     assert "'x.mp4'" in message
@@ -117,9 +117,9 @@ def test_duplicate_names_are_rejected(
 
 def test_not_a_directory(tmp_path: Path, index: ContentIndex, disks: list[Disk]) -> None:
     (tmp_path / "file").write_bytes(b"x")
-    with pytest.raises(ImportError_, match="not a directory"):
+    with pytest.raises(ImportFailed, match="not a directory"):
         import_directory(tmp_path / "file", index, disks)
-    with pytest.raises(ImportError_, match="not a directory"):
+    with pytest.raises(ImportFailed, match="not a directory"):
         import_directory(tmp_path / "absent", index, disks)
 
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.index import ContentIndex, IndexError_, NewFile, decode, encode, index_exists
+from edge.index import ContentIndex, IndexUnavailable, NewFile, decode, encode, index_exists
 from edgefleet.models import CONTENT_ID_RE, ContentRecord
 
 
@@ -169,7 +169,7 @@ def test_bad_checksum_rejects_the_whole_batch(index: ContentIndex) -> None:
 
 
 def test_readonly_open_of_a_missing_index(tmp_path: Path) -> None:
-    with pytest.raises(IndexError_, match="cannot open index"):
+    with pytest.raises(IndexUnavailable, match="cannot open index"):
         ContentIndex(tmp_path / "nowhere", readonly=True)
     assert not (tmp_path / "nowhere").exists()
     assert not index_exists(tmp_path / "nowhere")
@@ -180,9 +180,9 @@ def test_readonly_index_refuses_writes(tmp_path: Path) -> None:
     assert index_exists(tmp_path / "index")
     reader = ContentIndex(tmp_path / "index", readonly=True)
     try:
-        with pytest.raises(IndexError_, match="read-only"):
+        with pytest.raises(IndexUnavailable, match="read-only"):
             reader.put(new("a"))
-        with pytest.raises(IndexError_, match="read-only"):
+        with pytest.raises(IndexUnavailable, match="read-only"):
             reader.delete("a")
         assert reader.stats() == (0, 0)
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +13,7 @@ from edge.metrics import (
     LATENCY_BUCKETS,
     EdgeCollector,
     WorkerStats,
-    read_json,
-    read_worker_snapshots,
     render,
-    supervisor_file,
-    worker_file,
-    write_json_atomic,
 )
 
 
@@ -182,28 +176,3 @@ def test_without_index_or_supervisor() -> None:
     assert "edgefleet_edge_index_files" not in fams
     assert value(fams["edgefleet_edge_workers"], "edgefleet_edge_workers") == 0
     assert value(fams["edgefleet_edge_draining"], "edgefleet_edge_draining") == 0
-
-
-def test_snapshot_files(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    write_json_atomic(worker_file(run, 0), busy_worker(1).to_json())
-    write_json_atomic(worker_file(run, 1), busy_worker(2).to_json())
-    write_json_atomic(worker_file(run, 1), busy_worker(3).to_json())  # replaced whole
-    worker_file(run, 2).write_text('{"requests": ')  # torn by a crash: skipped
-    worker_file(run, 3).write_text("[1, 2]")  # not an object: skipped
-    write_json_atomic(supervisor_file(run), {"workers_alive": 2})
-    snaps = read_worker_snapshots(run)
-    assert [s["connections_total"] for s in snaps] == [10, 30]
-    assert read_json(supervisor_file(run)) == {"workers_alive": 2}
-    assert read_json(run / "metrics" / "absent.json") is None
-    assert sorted(p.name for p in (run / "metrics").iterdir()) == [
-        "supervisor.json",
-        "worker-0.json",
-        "worker-1.json",
-        "worker-2.json",
-        "worker-3.json",
-    ]  # no temporary files left behind
-
-
-def test_no_metrics_directory_yet(tmp_path: Path) -> None:
-    assert read_worker_snapshots(tmp_path / "run") == []

@@ -16,7 +16,7 @@ from edge.config import DiskWatchConfig, EdgeConfig, ScrubConfig, TokenConfig
 from edge.config import load as load_config
 from edge.diskwatch import DiskKeeper, DiskWatch
 from edge.index import ContentIndex, NewFile
-from edge.metrics import keeper_file
+from edge.runtime import keeper_file
 from edge.scrub import (
     QUARANTINE_DIR,
     STATE_FILE,

@@ -172,7 +172,12 @@ def test_edge_system_calls_are_within_the_units_filter(
 def test_fill_agent_system_calls_are_within_its_units_filter(
     tmp_path: Path, rendered: dict[str, str]
 ) -> None:
-    from tests.fill.fillproc import FillTarget, edge_with_keyring, manifest_doc, shared_keyring
+    from tests.fill.agent.fillproc import (
+        FillTarget,
+        edge_with_keyring,
+        manifest_doc,
+        shared_keyring,
+    )
 
     keyring = shared_keyring()
     files = {f"v{i}.mp4": os.urandom(200_000 + i) for i in range(3)}

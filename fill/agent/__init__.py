@@ -1,0 +1,1 @@
+"""The fill agent (`edgefleet fill run`), run on each appliance: fetch, verify, install, delete."""

@@ -1,0 +1,1 @@
+"""The nightly planner (`edgefleet fill plan`), run centrally: forecast, placement, manifests."""
