@@ -2,7 +2,7 @@
 
     python -m bench.planner [--files 1000000] [--sites 100] [--appliances 10] [--regions 10]
 
-Synthetic inputs (fill/synth.py): file sizes log-normal, median 600 MB, clipped to
+Synthetic inputs (fill/planner/synth.py): file sizes log-normal, median 600 MB, clipped to
 50 MB-5 GB; Zipf-like popularity (exponent 0.9) with a per-region taste; a daily drift of
 `--drift` in log-popularity. Each site holds `--site-fraction` (default 30 %) of the catalog's
 bytes over its appliances (weights 1 and 1.5 alternating); nightly budget 1.2 Gbps x 12 h.
@@ -11,7 +11,7 @@ Steps, each timed on this one process (numpy, no threads: OMP/BLAS are not used)
 1. forecast: `--history-days` days of views per region as columns → ColumnForecast;
 2. day 0 plan from the day-0 target as inventories (a fleet in steady state), to measure the
    plan a real night runs, and day 1 (one day of drift later) from day 0's holdings: churn;
-3. every appliance's manifest as JSON text (fill/manifest_text.py), written one file per
+3. every appliance's manifest as JSON text (fill/planner/manifest_text.py), written one file per
    appliance to `--manifests-dir` (default: a temporary directory, removed afterwards): the time
    to make the texts and the time to write them are reported apart (the disk's, not ours);
 4. control's check of one appliance's manifest (decode + `canonical_manifest`), the CPU a
