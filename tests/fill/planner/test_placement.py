@@ -11,73 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fill.planner.model import Appliance, PlacementParams
-from fill.planner.placement import (
-    SitePlan,
-    copies_for,
-    plan_site,
-    plan_site_reference,
-    upper_bound,
+from fill.planner.placement import copies_for, plan_site, upper_bound
+from tests.fill.planner.scenarios import (
+    Scenario,
+    holdings,
+    placements,
+    scenarios,
+    site,
+    zipf_catalog,
 )
-
-
-def zipf_catalog(
-    n: int, seed: int, size_range: tuple[int, int] = (100, 1000)
-) -> tuple[dict[str, int], dict[str, float]]:
-    """n files with random sizes and Zipf-like (exponent ~0.8) shuffled popularity."""
-    rng = random.Random(seed)
-    ids = [f"f{i:05d}.mp4" for i in range(n)]
-    rng.shuffle(ids)
-    sizes = {c: rng.randint(*size_range) for c in ids}
-    forecast = {c: 1000.0 / (rank + 1) ** 0.8 for rank, c in enumerate(ids)}
-    return sizes, forecast
-
-
-def site(n: int, capacity: int, reserve: int = 0) -> tuple[Appliance, ...]:
-    return tuple(
-        Appliance(f"a{j}", capacity, reserve, weight=1.0 + (j % 3) * 0.5) for j in range(n)
-    )
-
-
-def holdings(plan: SitePlan) -> dict[str, tuple[str, ...]]:
-    return {m.appliance: m.hold for m in plan.manifests}
-
-
-def placements(plan: SitePlan) -> set[tuple[str, str]]:
-    return {(c, m.appliance) for m in plan.manifests for c in m.hold}
-
-
-Scenario = tuple[
-    tuple[Appliance, ...], dict[str, int], dict[str, float], dict[str, list[str]], PlacementParams
-]
-
-
-@st.composite
-def scenarios(draw: st.DrawFn) -> Scenario:
-    """A random site: appliances, catalog, forecast, current inventory and parameters."""
-    n = draw(st.integers(min_value=1, max_value=6))
-    appliances = tuple(
-        Appliance(
-            f"a{j}",
-            capacity_bytes=draw(st.integers(min_value=0, max_value=20_000)),
-            reserve_bytes=draw(st.integers(min_value=0, max_value=3_000)),
-            weight=draw(st.floats(min_value=0.1, max_value=10.0)),
-        )
-        for j in range(n)
-    )
-    files = draw(st.integers(min_value=0, max_value=60))
-    sizes = {f"c{i}": draw(st.integers(min_value=0, max_value=5_000)) for i in range(files)}
-    forecast = {c: draw(st.floats(min_value=0.0, max_value=1e4, allow_nan=False)) for c in sizes}
-    ids = [*sorted(sizes), "gone.mp4"]
-    inventories = {a.name: draw(st.lists(st.sampled_from(ids), max_size=10)) for a in appliances}
-    min_copies = draw(st.integers(min_value=1, max_value=3))
-    params = PlacementParams(
-        min_copies=min_copies,
-        max_copies=draw(st.none() | st.integers(min_value=min_copies, max_value=5)),
-        popularity_per_copy=draw(st.sampled_from([math.inf, 100.0, 2000.0])),
-        hysteresis=draw(st.floats(min_value=1.0, max_value=2.0)),
-        fill_budget_bytes=draw(st.none() | st.integers(min_value=0, max_value=10_000)),
-    )
-    return appliances, sizes, forecast, inventories, params
 
 
 @given(scenarios())
@@ -214,18 +156,6 @@ def test_full_site_gets_new_files_on_the_new_appliance() -> None:
     assert new.adds and after.report.predicted_offload > before.report.predicted_offload
 
 
-def test_fill_budget_defers_the_least_valuable_adds() -> None:
-    sizes = {"hot": 100, "warm": 100, "cold": 100}
-    forecast = {"hot": 30.0, "warm": 20.0, "cold": 10.0}
-    params = PlacementParams(fill_budget_bytes=200)
-    plan = plan_site((Appliance("a", 1000),), sizes, forecast, {}, params)
-    (m,) = plan.manifests
-    assert m.adds == ("hot", "warm") and m.deferred == ("cold",)
-    assert m.add_bytes == 200 and m.deferred_bytes == 100
-    assert plan.report.offload_tonight == pytest.approx(50 / 60)
-    assert plan.report.predicted_offload == pytest.approx(1.0)
-
-
 def test_hysteresis_keeps_incumbent_until_beaten_by_margin() -> None:
     sizes = {"old": 100, "new": 100}
     one = (Appliance("a", 100),)
@@ -269,100 +199,3 @@ def test_bad_inputs_rejected() -> None:
 def test_empty_site() -> None:
     plan = plan_site((), {"x": 1}, {"x": 1.0}, {})
     assert plan.manifests == () and plan.report.files == 0
-
-
-def assert_same_plan(fast: SitePlan, reference: SitePlan) -> None:
-    assert fast.manifests == reference.manifests
-    a, b = fast.report, reference.report
-    for name in a.__dataclass_fields__:
-        x, y = getattr(a, name), getattr(b, name)
-        if isinstance(x, float):
-            assert x == pytest.approx(y, rel=1e-9, abs=1e-12), name
-        else:
-            assert x == y, name
-
-
-@st.composite
-def crowded_scenarios(draw: st.DrawFn) -> Scenario:
-    """Sites that are nearly full: overflow inside the greedy's chunks happens constantly."""
-    n = draw(st.integers(min_value=1, max_value=8))
-    files = draw(st.integers(min_value=0, max_value=300))
-    rng = random.Random(draw(st.integers(min_value=0, max_value=2**32)))
-    sizes = {
-        f"c{i:03d}": rng.choice([0, 1, 50, 100, 100, 200, 900, rng.randint(1, 1000)])
-        for i in range(files)
-    }
-    total = sum(sizes.values()) or 1
-    fraction = draw(st.sampled_from([0.05, 0.3, 0.8, 2.0]))
-    appliances = tuple(
-        Appliance(
-            f"a{j}",
-            int(total * fraction / n * rng.uniform(0.5, 1.5)),
-            reserve_bytes=rng.choice([0, 100]),
-            weight=rng.choice([1.0, 1.0, 2.5, 0.3]),
-            fill_budget_bytes=draw(st.none() | st.integers(min_value=0, max_value=total)),
-        )
-        for j in range(n)
-    )
-    # Ties on purpose: equal forecasts and sizes make the id tie-break matter.
-    forecast = {c: rng.choice([0.0, 1.0, 5.0, 5.0, rng.uniform(0, 100)]) for c in sizes}
-    ids = sorted(sizes)
-    inventories = {a.name: rng.sample(ids, min(len(ids), rng.randint(0, 80))) for a in appliances}
-    min_copies = draw(st.integers(min_value=1, max_value=3))
-    params = PlacementParams(
-        min_copies=min_copies,
-        max_copies=draw(st.none() | st.integers(min_value=min_copies, max_value=5)),
-        popularity_per_copy=draw(st.sampled_from([math.inf, 3.0, 40.0])),
-        hysteresis=draw(st.sampled_from([1.0, 1.1, 1.5])),
-        fill_budget_bytes=draw(st.none() | st.integers(min_value=0, max_value=total)),
-    )
-    return appliances, sizes, forecast, inventories, params
-
-
-@given(scenarios() | crowded_scenarios())
-@settings(max_examples=300, deadline=None)
-def test_fast_plan_equals_the_reference(scenario: Scenario) -> None:
-    appliances, sizes, forecast, inventories, params = scenario
-    fast = plan_site(appliances, sizes, forecast, inventories, params)
-    reference = plan_site_reference(appliances, sizes, forecast, inventories, params)
-    assert_same_plan(fast, reference)
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_fast_plan_equals_the_reference_on_a_large_crowded_site(seed: int) -> None:
-    # Thousands of candidates: many chunks, growth and shrinking, and the early stop.
-    sizes, forecast = zipf_catalog(6000, seed, size_range=(1, 5000))
-    appliances = site(7, sum(sizes.values()) // 25)
-    rng = random.Random(seed)
-    inventories = {a.name: rng.sample(sorted(sizes), 300) for a in appliances}
-    params = PlacementParams(popularity_per_copy=50.0, max_copies=3, fill_budget_bytes=10**6)
-    assert_same_plan(
-        plan_site(appliances, sizes, forecast, inventories, params),
-        plan_site_reference(appliances, sizes, forecast, inventories, params),
-    )
-
-
-def test_deferred_adds_hold_back_the_files_they_replace() -> None:
-    sizes = {"old1": 100, "old2": 100, "new1": 100, "new2": 100}
-    forecast = {"old1": 2.0, "old2": 1.0, "new1": 30.0, "new2": 20.0}
-    one = (Appliance("a", 200, fill_budget_bytes=100),)
-    plan = plan_site(one, sizes, forecast, {"a": ["old1", "old2"]})
-    (m,) = plan.manifests
-    assert m.adds == ("new1",) and m.deferred == ("new2",)
-    # new2 waits, so the better of the two old files stays; space is never left empty.
-    assert m.held_back == ("old1",) and m.deletes == ("old2",)
-    assert m.hold == ("new1", "old1")
-    assert plan.report.held_back == 1 and plan.report.held_back_bytes == 100
-    # Next night: new2 arrives and old1 goes.
-    after = plan_site(one, sizes, forecast, {"a": list(m.hold)})
-    assert after.manifests[0].adds == ("new2",) and after.manifests[0].deletes == ("old1",)
-
-
-def test_per_appliance_budget_is_the_smaller_of_both() -> None:
-    sizes = {f"f{i}": 100 for i in range(10)}
-    forecast = {c: 10.0 - i for i, c in enumerate(sizes)}
-    apps = (Appliance("a", 10_000, fill_budget_bytes=300), Appliance("b", 10_000))
-    params = PlacementParams(fill_budget_bytes=500, min_copies=2)
-    plan = plan_site(apps, sizes, forecast, {}, params)
-    assert [m.add_bytes for m in plan.manifests] == [300, 500]
-    assert plan.manifests[0].adds == ("f0", "f1", "f2")
