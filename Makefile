@@ -29,10 +29,14 @@ demo: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
+# Lint: ruff, mypy --strict, who may import what (import-linter contracts in pyproject.toml),
+# and the test tree mirroring the code (tests/mirror.py).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m tests.mirror
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -1,6 +1,6 @@
 """Control and steering speak systemd's notify protocol: READY=1, WATCHDOG=1 pings, STOPPING=1.
 
-(The edge's supervisor has its own test in tests/edge/test_lifecycle.py.)
+(The edge's supervisor has its own test in tests/edge/test_supervisor.py.)
 """
 
 from __future__ import annotations
