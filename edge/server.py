@@ -22,9 +22,7 @@ sender's `out` holds its bytes: those two phases are read from the queues, not s
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-import re
 import socket
 import time
 from bisect import bisect_left
@@ -34,39 +32,32 @@ from typing import Any, Final
 
 import httptools
 
-from edge.fdcache import FileUnavailable, OpenFile
+from edge import routes, tokencheck
+from edge.fdcache import OpenFile
 from edge.metrics import LATENCY_BUCKETS
-from edge.plan import HEAD_200, HEAD_206, Response, plan_file, plan_reply
-from edge.ranges import SINGLE_RANGE_BYTES, parse_path_range
-from edge.responses import ALLOW, CLOSE, KEEP_ALIVE, TEXT
+from edge.plan import HEAD_200, HEAD_206, Response, plan_reply
+from edge.ranges import SINGLE_RANGE_BYTES
+from edge.request import (
+    CONNECTION_NAMES,
+    CONTENT_ID_B,
+    WANTED,
+    WANTED_LENGTHS,
+    RejectRequest,
+    Request,
+)
+from edge.responses import CLOSE, KEEP_ALIVE, TEXT
 from edge.sender import BLOCKED, DONE, PlainSender, Sender
 from edge.server_state import ServerState
-from edgefleet import tokens
 
-CONTENT_ID_B: Final = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-# Request headers the edge acts on or logs; the rest are parsed and dropped.
-WANTED: Final = frozenset(
-    (
-        b"range",
-        b"if-range",
-        b"if-match",
-        b"if-none-match",
-        b"if-modified-since",
-        b"if-unmodified-since",
-        b"referer",
-        b"user-agent",
-    )
-)
-# Header names are filtered by length before lower(): most of a request's headers go no further.
-# llhttp reads Proxy-Connection exactly as Connection: both make the version matter.
-CONNECTION_NAMES: Final = (b"connection", b"proxy-connection")
-WANTED_LENGTHS: Final = frozenset(len(name) for name in (*WANTED, *CONNECTION_NAMES))
-TOKENS_SEEN_MAX: Final = 65_536
 LINGER_S: Final = 2.0
 
 
 class ConnState(IntEnum):
-    """Which timeout a connection's clock counts for (see the module docstring)."""
+    """Which timeout a connection's clock counts for (see the module docstring).
+
+    Compared with `is` (members are singletons): an identity test costs less than `==` on an
+    int subclass, which CPython does not specialise, and the state is tested three times per
+    request."""
 
     IDLE = 0  # between requests: keep_alive_timeout_s (or send_timeout_s while sending)
     PARSING = 1  # a request's head is arriving: header_timeout_s
@@ -78,46 +69,6 @@ PARSING: Final = ConnState.PARSING
 LINGER: Final = ConnState.LINGER
 
 
-class _Reject(Exception):
-    """Raised from a parser callback to refuse the request with `status`."""
-
-
-class Request:
-    """One parsed request, waiting for its response."""
-
-    __slots__ = (
-        "conditional",
-        "delayed",
-        "headers",
-        "keep_alive",
-        "method",
-        "minor",
-        "received",
-        "target",
-        "try_fast",
-    )
-
-    def __init__(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: dict[bytes, bytes],
-        keep_alive: bool,
-        minor: int,
-        received: float,
-        conditional: bool,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.minor = minor
-        self.received = received
-        self.conditional = conditional  # an If-* header is present
-        self.try_fast = True  # False: the fast path already declined it
-        self.delayed = False  # the fault-delay switch already held it back
-
-
 class EdgeProtocol(asyncio.Protocol):
     """One client connection."""
 
@@ -125,6 +76,7 @@ class EdgeProtocol(asyncio.Protocol):
         self.worker = worker
         self.loop = worker.loop
         self.limits = worker.config.limits
+        self.max_header_bytes = self.limits.max_header_bytes  # read for every header line
         # Per-connection state
         self.transport: Any = None
         self.sender: Sender = PlainSender(worker.loop, worker, self._on_writable)
@@ -186,7 +138,8 @@ class EdgeProtocol(asyncio.Protocol):
         # (asyncio calls connection_lost once, and no parser callback comes after it.)
         del self.parser
         if self.sender.sock is None:
-            return  # refused in connection_made
+            self.sender.close()  # refused in connection_made: drop the sender's callback too
+            return
         self.closed = True
         if self.resp_file is not None:
             if self.out:
@@ -200,7 +153,7 @@ class EdgeProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         # The client half-closed: finish what it asked for, then close (RFC 9112 §9.6).
         self.peer_eof = True
-        if self.state == LINGER:
+        if self.state is LINGER:
             self.closed = True
             self.transport.close()
         elif not self.out and not self.queue:
@@ -208,7 +161,7 @@ class EdgeProtocol(asyncio.Protocol):
         return True
 
     def data_received(self, data: bytes) -> None:
-        if self.state == LINGER or self.parse_failed:
+        if self.state is LINGER or self.parse_failed:
             return  # lingering close: discard what the client still sends
         try:
             self.parser.feed_data(data)
@@ -222,6 +175,7 @@ class EdgeProtocol(asyncio.Protocol):
             for item in self.queue:
                 if isinstance(item, Request):
                     item.keep_alive = False
+            self.in_head = False
             self.parse_failed = True
             self._pause_reading()
         except httptools.HttpParserError:
@@ -230,7 +184,7 @@ class EdgeProtocol(asyncio.Protocol):
             # httptools reports a header only once its line ends: bound what a line that never
             # ends makes us buffer (counting whole chunks; the chunk a head began in is not).
             self.head_raw = 0 if self.head_raw < 0 else self.head_raw + len(data)
-            if self.head_raw > self.limits.max_header_bytes:
+            if self.head_raw > self.max_header_bytes:
                 self._fail(431, "request header fields too large")
         if self.queue and not self.out:
             self._next()
@@ -246,39 +200,48 @@ class EdgeProtocol(asyncio.Protocol):
         self.in_head = True
         self.head_raw = -1
         self.began = now = time.monotonic()
-        if not self.out and self.state != LINGER:
+        if not self.out and self.state is not LINGER:
             self.state = PARSING
             self.since = now
 
     def on_url(self, url: bytes) -> None:
         self.url += url
         self.header_bytes += len(url)
-        if self.header_bytes > self.limits.max_header_bytes:
+        if self.header_bytes > self.max_header_bytes:
             self.reject_status = 414
-            raise _Reject
+            raise RejectRequest
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > self.limits.max_header_bytes:
+        if self.header_bytes > self.max_header_bytes:
             self.reject_status = 431
-            raise _Reject
+            raise RejectRequest
         if len(name) not in WANTED_LENGTHS:
             return  # Host, Accept, …: not worth a lower()
         name = name.lower()
-        if name in WANTED:
-            if name[:3] == b"if-":
+        precondition = WANTED.get(name)
+        if precondition is not None:
+            if precondition:
                 self.conditional = True
-            old = self.headers.get(name)
+            headers = self.headers
+            old = headers.get(name)
             # RFC 9110 §5.3: repeated fields combine into one comma-separated list.
-            self.headers[name] = value if old is None else old + b", " + value
+            headers[name] = value if old is None else old + b", " + value
         elif name in CONNECTION_NAMES:
             self.saw_connection = True
 
-    def on_headers_complete(self) -> None:
+    # The head is over when its body begins or the message ends. httptools calls on_body and
+    # on_chunk_header only for requests with a body; on_message_complete clears it for all.
+    # (No on_headers_complete: one callback per request that GETs do not need.)
+    def on_body(self, body: bytes) -> None:
+        self.in_head = False
+
+    def on_chunk_header(self) -> None:
         self.in_head = False
 
     def on_message_complete(self) -> None:
-        if self.state == LINGER or self.closed:
+        self.in_head = False
+        if self.state is LINGER or self.closed:
             return  # closing (Connection: close answered in this same read): RFC 9112 §9.6
         parser = self.parser
         method = parser.get_method()
@@ -312,7 +275,7 @@ class EdgeProtocol(asyncio.Protocol):
 
     def _fail(self, status: int, message: str) -> None:
         """Queue an error reply after the requests already parsed, then close."""
-        if self.state == LINGER or self.closed:
+        if self.state is LINGER or self.closed:
             # Bytes after a `Connection: close` that was answered in this same read: llhttp
             # refuses them, and RFC 9112 §9.6 says to ignore them, not to answer.
             return
@@ -419,7 +382,7 @@ class EdgeProtocol(asyncio.Protocol):
             cid = path[3:]
             if CONTENT_ID_B.fullmatch(cid) is None:  # also refuses "/": the path form
                 return False
-            expiry = self._token_expiry(cid, query)
+            expiry = tokencheck.known_expiry(self.worker, cid, query, self.peer)
             if not expiry:
                 return False
             self.last_target = target
@@ -458,7 +421,8 @@ class EdgeProtocol(asyncio.Protocol):
             first = -1 if single is None else int(single[1])
             if first < 0 or first >= size:
                 return False
-            last = int(single[2]) if single[2] else size - 1  # type: ignore[index]
+            last_digits = single[2]  # type: ignore[index]
+            last = int(last_digits) if last_digits else size - 1
             if last < first:
                 return False
             if last >= size:
@@ -514,95 +478,11 @@ class EdgeProtocol(asyncio.Protocol):
         )
 
     def _handle(self, req: Request) -> None:
-        path, _, query = req.target.partition(b"?")
-        if path.startswith(b"/c/"):
-            if req.method in (b"GET", b"HEAD"):
-                self._serve_content(req, path[3:], query)
-            else:
-                self._reply(405, "method not allowed", ALLOW)
-        elif path == b"/healthz":
-            ok, text = self.worker.health()
-            self._reply(200 if ok else 503, text)
-        elif path == b"/metrics":
-            body = self.worker.render_metrics()
-            self._reply(200, body, content_type=b"Content-Type: text/plain; version=0.0.4\r\n")
-        else:
-            self._reply(404, "not found")
-
-    def _serve_content(self, req: Request, tail: bytes, query: bytes) -> None:
-        worker = self.worker
-        cid, slash, rest = tail.partition(b"/")
-        if CONTENT_ID_B.fullmatch(cid) is None:
-            worker.stats.error("bad_content_id")
-            self._reply(400, "invalid content id")
-            return
-        path_range = None
-        if slash:
-            if not rest.startswith(b"range/"):
-                self._reply(404, "not found")
-                return
-            path_range = parse_path_range(rest[6:].decode("latin-1"))
-            if path_range is None:
-                self._reply(400, "invalid path range (expected /range/{first}-{last})")
-                return
-        if not self._token_expiry(cid, query) and not self._verify_token(cid, query):
-            return
-        raw = worker.view.get_raw(cid)
-        if raw is None:
-            self._reply(404, "no such content")
-            return
-        try:
-            entry = worker.fdcache.acquire(cid, raw)
-        except FileUnavailable as exc:
-            worker.file_unavailable(cid, exc)
-            self._reply(exc.status, f"content unavailable ({exc.kind})")
-            return
-        self.resp_file = entry
-        self.resp_cid = cid
-        response = plan_file(
-            req.method,
-            req.headers,
-            req.conditional,
-            entry,
-            path_range,
-            self.limits.max_ranges,
-            worker.date_line,
-            self._connection_header(),
-            worker.boundary,
-        )
-        self._start(response, entry.fd)
-
-    def _token_expiry(self, cid: bytes, query: bytes) -> float:
-        """Until when this client's token for *cid* is known good: infinity when tokens are not
-        required, 0 when it was not verified yet or has expired (then `_verify_token`). A player
-        fetches many ranges with one URL: a token verified once is remembered until it expires,
-        so the HMAC is not recomputed per range."""
-        worker = self.worker
-        if worker.keyring is None:
-            return math.inf
-        seen = worker.tokens_seen.get((cid, query, self.peer))
-        return 0.0 if seen is None or seen < time.time() else seen
-
-    def _verify_token(self, cid: bytes, query: bytes) -> bool:
-        worker = self.worker
-        assert worker.keyring is not None
-        params = _query_params(query)
-        err = tokens.verify(
-            worker.keyring,
-            cid.decode(),
-            params,
-            self.peer,
-            require_binding=worker.config.tokens.require_client_binding,
-        )
-        if err is not None:
-            worker.stats.error("token_" + err.name.lower())
-            self._reply(403, err.value)
-            return False
-        seen = worker.tokens_seen
-        if len(seen) >= TOKENS_SEEN_MAX:
-            worker.tokens_seen = seen = {}  # a new object: connections' last_seen goes stale
-        seen[(cid, query, self.peer)] = int(params["e"])
-        return True
+        """The general path: plan the answer (edge.routes) and hand it to the sender."""
+        answer = routes.answer(self.worker, req, self.peer, self._connection_header())
+        self.resp_file = answer.file
+        self.resp_cid = answer.content_id
+        self._start(answer.response, -1 if answer.file is None else answer.file.fd)
 
     def _connection_header(self) -> bytes:
         req = self.resp_req
@@ -741,7 +621,7 @@ class EdgeProtocol(asyncio.Protocol):
         """Close after everything was sent: half-close, then linger to drain the client's
         pipelined bytes, so the kernel does not answer them with a RST that destroys the
         reply in flight (the "lingering close" of RFC 9112 §9.6)."""
-        if self.closed or self.state == LINGER:
+        if self.closed or self.state is LINGER:
             return
         if self.peer_eof or self.sender.sock is None:
             self.closed = True
@@ -770,7 +650,7 @@ class EdgeProtocol(asyncio.Protocol):
             return
         limits = self.limits
         elapsed = now - self.since
-        if self.state == LINGER:
+        if self.state is LINGER:
             if elapsed > LINGER_S:
                 self.closed = True
                 self.transport.close()
@@ -778,7 +658,7 @@ class EdgeProtocol(asyncio.Protocol):
             if elapsed > limits.send_timeout_s:
                 self.worker.stats.error("send_timeout")
                 self._abort()
-        elif self.state == PARSING and (self.in_head or not self.queue):
+        elif self.state is PARSING and (self.in_head or not self.queue):
             # (A complete request waiting in the queue, e.g. held by the fault-delay switch,
             # is not a slow header.)
             if elapsed > limits.header_timeout_s:
@@ -793,15 +673,5 @@ class EdgeProtocol(asyncio.Protocol):
         """The worker is stopping: close when idle, else after the response in flight."""
         self.draining = True
         self.resp_keep_alive = False
-        if not self.out and not self.queue and self.state != PARSING:
+        if not self.out and not self.queue and self.state is not PARSING:
             self._close()
-
-
-def _query_params(query: bytes) -> dict[str, str]:
-    params: dict[str, str] = {}
-    if query:
-        for pair in query.split(b"&"):
-            name, _, value = pair.partition(b"=")
-            if name in (b"e", b"k", b"t", b"p"):
-                params[name.decode("latin-1")] = value.decode("latin-1")
-    return params
