@@ -50,6 +50,10 @@ from edge.sender import BLOCKED, DONE, PlainSender, Sender
 from edge.server_state import ServerState
 
 LINGER_S: Final = 2.0
+# URLs remembered per connection by the fast path: a few, short (a signed URL is ~100 bytes),
+# so that a connection holds at most 4 KiB of them.
+KNOWN_TARGETS_MAX: Final = 8
+KNOWN_TARGET_MAX_BYTES: Final = 512
 
 
 class ConnState(IntEnum):
@@ -98,12 +102,12 @@ class EdgeProtocol(asyncio.Protocol):
         self.header_bytes = 0
         self.conditional = False
         self.saw_connection = False  # a Connection header: the HTTP version decides
-        # The last URL the fast path accepted on this connection, its content id, its token's
-        # expiry, and the worker's tokens_seen it was found in.
-        self.last_target = b""
-        self.last_cid = b""
-        self.last_expiry = 0.0
-        self.last_seen: dict[tuple[bytes, bytes, str], int] | None = None
+        # The URLs the fast path accepted on this connection, each with its content id and its
+        # token's expiry, valid while the worker's tokens_seen is the one they were found in.
+        self.known_targets: dict[bytes, tuple[bytes, float]] = {}
+        self.known_seen: dict[tuple[bytes, bytes, str], int] | None = None
+        self.last_target = b""  # the previous request's URL, and what is known of it
+        self.last_known: tuple[bytes, float] | None = None
         self.began = 0.0  # monotonic time the current request began
         self.reject_status = 0
         self.in_head = False
@@ -369,26 +373,38 @@ class EdgeProtocol(asyncio.Protocol):
         if has_conditional:
             return False
         worker = self.worker
-        if target == self.last_target and self.last_seen is worker.tokens_seen:
-            # A player asks for many ranges of one URL on one connection: its id and token
-            # were checked for the previous request (a key reload replaces tokens_seen).
-            cid = self.last_cid
-            if self.last_expiry < time.time():
-                return False
+        # A player asks for many ranges of a few URLs on one connection: their ids and tokens
+        # were checked for an earlier request (a key reload replaces tokens_seen).
+        if self.known_seen is not worker.tokens_seen:
+            known = None
+        elif target == self.last_target:
+            known = self.last_known  # the same URL as the previous request: the common case
         else:
+            known = self.known_targets.get(target)
+            self.last_target = target
+            self.last_known = known
+        if known is None:
             path, _, query = target.partition(b"?")
             if path[:3] != b"/c/":
                 return False
             cid = path[3:]
             if CONTENT_ID_B.fullmatch(cid) is None:  # also refuses "/": the path form
                 return False
-            expiry = tokencheck.known_expiry(self.worker, cid, query, self.peer)
+            expiry = tokencheck.known_expiry(worker, cid, query, self.peer)
             if not expiry:
                 return False
+            known = (cid, expiry)
+            if len(target) <= KNOWN_TARGET_MAX_BYTES:
+                targets = self.known_targets
+                if self.known_seen is not worker.tokens_seen or len(targets) >= KNOWN_TARGETS_MAX:
+                    self.known_targets = targets = {}
+                    self.known_seen = worker.tokens_seen
+                targets[target] = known
             self.last_target = target
-            self.last_cid = cid
-            self.last_expiry = expiry
-            self.last_seen = worker.tokens_seen
+            self.last_known = known
+        cid, expiry = known
+        if expiry < time.time():
+            return False
         entry = worker.fdcache.hot.get(cid)
         if entry is None:
             raw = worker.view.get_raw(cid)

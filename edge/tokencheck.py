@@ -38,7 +38,7 @@ def verify(worker: ServerState, cid: bytes, query: bytes, peer: str) -> tokens.T
         return err
     seen = worker.tokens_seen
     if len(seen) >= TOKENS_SEEN_MAX:
-        worker.tokens_seen = seen = {}  # a new object: connections' last_seen goes stale
+        worker.tokens_seen = seen = {}  # a new object: connections' known_targets go stale
     seen[(cid, query, peer)] = int(params["e"])
     return None
 

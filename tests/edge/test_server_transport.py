@@ -235,3 +235,54 @@ def test_a_missing_file_and_an_unknown_id(client: Client, worker: FakeWorker) ->
     assert client.get(get("/c/other"))[0] == 404
     assert worker.unavailable == [b"other"]
     assert client.get(get("/c/nothing"))[::2] == (404, b"no such content\n")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_long_body_is_not_counted_as_head(client: Client, chunked: bool) -> None:
+    # The head ends where the body begins: body bytes arriving in later reads never count
+    # against max_header_bytes (8 KiB), however many there are.
+    piece = b"x" * 8192
+    if chunked:
+        client.send(b"POST /c/blob HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(4):
+            client.send(b"2000\r\n" + piece + b"\r\n")
+        client.send(b"0\r\n\r\n")
+    else:
+        client.send(b"POST /c/blob HTTP/1.1\r\nContent-Length: 32768\r\n\r\n")
+        for _ in range(4):
+            client.send(piece)
+    assert client.reader.next()[::2] == (405, b"method not allowed\n")
+    # ...while a head that never ends is cut off at the limit.
+    client.send(b"GET /c/blob HTTP/1.1\r\nX-Long: ")
+    for _ in range(3):
+        client.send(piece)
+    assert client.reader.next()[::2] == (431, b"request header fields too large\n")
+
+
+def test_verified_urls_are_remembered_per_connection_within_bounds(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    ring = Keyring(keys={"k1": bytes.fromhex(new_key())}, current="k1")
+    worker = FakeWorker(loop, tmp_path, keyring=ring)
+    worker.add_file("blob", DATA)
+    client = Client(worker)
+    try:
+        now = int(time.time())
+        queries = [signed_query(ring, "blob", now + 60 + i) for i in range(20)]
+        for query in queries:  # verified by the general path, then answered by the fast path
+            for _ in range(2):
+                status, _, body = client.get(get(f"/c/blob?{query}", "Range: bytes=0-9"))
+                assert (status, body) == (206, DATA[:10])
+        assert 1 <= len(client.proto.known_targets) <= 8
+        assert len(worker.tokens_seen) == 20
+        long_url = f"/c/blob?{queries[0]}&pad={'a' * 600}"
+        assert client.get(get(long_url, "Range: bytes=0-9"))[0] == 206
+        assert long_url.encode() not in client.proto.known_targets
+        # A key reload empties tokens_seen: what the connection remembers is checked again.
+        worker.tokens_seen = {}
+        for _ in range(2):
+            assert client.get(get(f"/c/blob?{queries[-1]}", "Range: bytes=0-9"))[0] == 206
+        assert len(worker.tokens_seen) == 1
+        assert list(client.proto.known_targets) == [f"/c/blob?{queries[-1]}".encode()]
+    finally:
+        client.close()
