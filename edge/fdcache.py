@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 from edge.httpdate import format_http_date
 from edge.index import decode
-from edge.responses import STATUS_LINE
+from edge.plan import representation_headers
+from edge.responses import SERVER, STATUS_LINE
 from edgefleet.models import ContentRecord
 
 _GEN_AT_16 = struct.Struct("<Q")  # a record's generation sits at byte 16 (see edge.index)
@@ -38,6 +39,8 @@ class OpenFile:
     """One open descriptor and what a response needs to know about its file."""
 
     __slots__ = (
+        "checksum",
+        "content_type",
         "date",
         "etag",
         "fd",
@@ -47,6 +50,7 @@ class OpenFile:
         "head206",
         "header_block",
         "last_modified",
+        "last_modified_http",
         "record",
         "refs",
         "size",
@@ -56,17 +60,18 @@ class OpenFile:
         self.fd = fd
         self.record = record
         self.generation = record.generation
+        self.size = record.size
+        # The validators and type, each on its own (edge.plan builds a path-form slice's
+        # headers from them), and the header lines they make, precomputed for every response.
+        self.checksum = record.checksum
+        self.content_type = record.content_type.encode("latin-1")
         self.etag = f'"{record.checksum}"'
         self.last_modified = record.install_time
-        # RFC 9110 §8.8.3 (ETag), §8.8.2 (Last-Modified), §14.3 (Accept-Ranges).
-        self.header_block = (
-            f"Content-Type: {record.content_type}\r\n"
-            f"ETag: {self.etag}\r\n"
-            f"Last-Modified: {format_http_date(record.install_time)}\r\n"
-            "Accept-Ranges: bytes\r\n"
-        ).encode("latin-1")
-        self.fixed = b"Server: edgefleet\r\n" + self.header_block  # what every 200/206 carries
-        self.size = record.size
+        self.last_modified_http = format_http_date(record.install_time).encode("latin-1")
+        self.header_block = representation_headers(
+            self.content_type, self.etag.encode("latin-1"), self.last_modified_http
+        )
+        self.fixed = SERVER + self.header_block  # what every 200/206 carries after Date
         self.refs = 1  # the cache's own reference
         # Status line + Date + `fixed`, rebuilt when the worker's Date line changes (1/s).
         self.date = b""

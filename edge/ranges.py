@@ -48,7 +48,11 @@ class Satisfiable(NamedTuple):
 
 
 # The shape nearly every player sends: one `bytes=first-last` or `bytes=first-` (hot path).
-_SINGLE = re.compile(r"bytes=([0-9]{1,19})-([0-9]{0,19})")
+# One pattern for both callers: `evaluate` here, and the edge's fast path on the raw header
+# bytes (edge.server), which must accept exactly what `evaluate` would answer alike.
+_SINGLE_PATTERN: Final = r"bytes=([0-9]{1,19})-([0-9]{0,19})"
+_SINGLE = re.compile(_SINGLE_PATTERN)
+SINGLE_RANGE_BYTES: Final = re.compile(_SINGLE_PATTERN.encode())
 
 
 class _Outcome:

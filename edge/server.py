@@ -1,136 +1,90 @@
 """The edge data path: one asyncio Protocol per connection, httptools to parse, sendfile to send.
 
-Per request the work is a dictionary lookup, an LMDB read, an HMAC, the pure range and
-conditional decisions (`edge.ranges`, `edge.conditional`), one `send` of precomputed header
-bytes and one `sendfile`. Nothing per request goes through a thread pool.
+Per request the work is a dictionary lookup, an LMDB read, an HMAC, the pure decision of
+`edge.plan` (conditionals, ranges, header bytes, body segments), and the connection's sender
+(`edge.sender`) writing one header and one `sendfile`. Nothing per request goes through a thread
+pool. The protocol sees its worker through `edge.server_state.ServerState`.
 
-Output bypasses the transport: the protocol writes to its own `dup()` of the socket, so that
-it can call `os.sendfile` directly and pass MSG_MORE on the header (the header then leaves in
-the same segment as the first body bytes). On EAGAIN it registers a writer on the dup'ed
-descriptor (uvloop refuses writers on descriptors its transports own) and pauses reading until
-the socket drains: never a busy loop, never a blocking call. The transport is used only for
-reading and closing, and its write buffer stays empty, so bytes can never be reordered.
+The request nearly every player makes (GET /c/{id}, a token already verified, no precondition,
+no Range or one `bytes=first-[last]`, descriptor cached) takes `_fast_path`: the same header
+templates and the same sender, with no Request object and no output queue. Everything else is
+planned as a `Response` value (`_handle`) and handed to the sender.
 
-Connection states (for timeouts, checked once a second by the worker's sweep, see
-`edge.worker`):
+Connection states (`ConnState`; each state's timeout is checked once a second by the worker's
+sweep, see `edge.worker`). A request is *queued* while `queue` holds it and *sending* while the
+sender's `out` holds its bytes: those two phases are read from the queues, not stored twice.
 
-    idle ──first byte──▶ parsing ──message complete──▶ queued ──▶ sending ──done──▶ idle
-      └ keep_alive_timeout_s      └ header_timeout_s                  └ send_timeout_s
+    IDLE ──first byte──▶ PARSING ──message complete──▶ (queued ──▶ sending) ──done──▶ IDLE
+     └ keep_alive_timeout_s  └ header_timeout_s                   └ send_timeout_s
+    any ──Connection: close answered, bad request, drain──▶ LINGER ──EOF or LINGER_S──▶ closed
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import math
 import os
-import re
 import socket
 import time
 from bisect import bisect_left
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from enum import IntEnum
+from typing import Any, Final
 
 import httptools
 
-from edge import conditional, ranges
-from edge.fdcache import FileUnavailable, OpenFile
+from edge import routes, tokencheck
+from edge.fdcache import OpenFile
 from edge.metrics import LATENCY_BUCKETS
-from edge.responses import ALLOW, CLOSE, KEEP_ALIVE, SERVER, STATUS_LINE, simple_head
-from edgefleet import tokens
-
-if TYPE_CHECKING:
-    from edge.worker import Worker
-
-CONTENT_ID_B: Final = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-SINGLE_RANGE: Final = re.compile(rb"bytes=([0-9]{1,19})-([0-9]{0,19})")
-# Request headers the edge acts on or logs; the rest are parsed and dropped.
-WANTED: Final = frozenset(
-    (
-        b"range",
-        b"if-range",
-        b"if-match",
-        b"if-none-match",
-        b"if-modified-since",
-        b"if-unmodified-since",
-        b"referer",
-        b"user-agent",
-    )
+from edge.plan import HEAD_200, HEAD_206, Response, plan_reply
+from edge.ranges import SINGLE_RANGE_BYTES
+from edge.request import (
+    CONNECTION_NAMES,
+    CONTENT_ID_B,
+    WANTED,
+    WANTED_LENGTHS,
+    RejectRequest,
+    Request,
 )
-# Header names are filtered by length before lower(): most of a request's headers go no further.
-# llhttp reads Proxy-Connection exactly as Connection: both make the version matter.
-CONNECTION_NAMES: Final = (b"connection", b"proxy-connection")
-WANTED_LENGTHS: Final = frozenset(len(name) for name in (*WANTED, *CONNECTION_NAMES))
-CONDITIONAL: Final = (
-    b"if-match",
-    b"if-none-match",
-    b"if-modified-since",
-    b"if-unmodified-since",
-    b"if-range",
-)
-MSG_MORE: Final = getattr(socket, "MSG_MORE", 0)
-TOKENS_SEEN_MAX: Final = 65_536
-FALLBACK_CHUNK: Final = 256 * 1024
+from edge.responses import CLOSE, KEEP_ALIVE, TEXT
+from edge.sender import BLOCKED, DONE, PlainSender, Sender
+from edge.server_state import ServerState
+
 LINGER_S: Final = 2.0
-# sendfile cannot be used on this file or socket: fall back to pread + send.
-_NO_SENDFILE: Final = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP)
-
-IDLE, PARSING, LINGER = 0, 1, 2
-# §15.5.17: a 416 for byte ranges sends the current length.
-UNSATISFIED: Final = b"Content-Range: bytes */%d\r\nAccept-Ranges: bytes\r\n"
+# URLs remembered per connection by the fast path: a few, short (a signed URL is ~100 bytes),
+# so that a connection holds at most 4 KiB of them.
+KNOWN_TARGETS_MAX: Final = 8
+KNOWN_TARGET_MAX_BYTES: Final = 512
 
 
-class _Reject(Exception):
-    """Raised from a parser callback to refuse the request with `status`."""
+class ConnState(IntEnum):
+    """Which timeout a connection's clock counts for (see the module docstring).
+
+    Compared with `is` (members are singletons): an identity test costs less than `==` on an
+    int subclass, which CPython does not specialise, and the state is tested three times per
+    request."""
+
+    IDLE = 0  # between requests: keep_alive_timeout_s (or send_timeout_s while sending)
+    PARSING = 1  # a request's head is arriving: header_timeout_s
+    LINGER = 2  # half-closed after the last response, discarding input: LINGER_S
 
 
-class Request:
-    """One parsed request, waiting for its response."""
-
-    __slots__ = (
-        "conditional",
-        "delayed",
-        "headers",
-        "keep_alive",
-        "method",
-        "minor",
-        "received",
-        "target",
-        "try_fast",
-    )
-
-    def __init__(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: dict[bytes, bytes],
-        keep_alive: bool,
-        minor: int,
-        received: float,
-        conditional: bool,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.minor = minor
-        self.received = received
-        self.conditional = conditional  # an If-* header is present
-        self.try_fast = True  # False: the fast path already declined it
-        self.delayed = False  # the fault-delay switch already held it back
+IDLE: Final = ConnState.IDLE
+PARSING: Final = ConnState.PARSING
+LINGER: Final = ConnState.LINGER
 
 
 class EdgeProtocol(asyncio.Protocol):
     """One client connection."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: ServerState) -> None:
         self.worker = worker
         self.loop = worker.loop
         self.limits = worker.config.limits
+        self.max_header_bytes = self.limits.max_header_bytes  # read for every header line
         # Per-connection state
         self.transport: Any = None
-        self.sock: socket.socket | None = None
-        self.sockfd = -1
+        self.sender: Sender = PlainSender(worker.loop, worker, self._on_writable)
+        self.out = self.sender.out  # not empty while a response is in flight
         self.peer = "-"
         self.parser = httptools.HttpRequestParser(self)
         self.queue: deque[Request | tuple[int, str]] = deque()
@@ -140,7 +94,6 @@ class EdgeProtocol(asyncio.Protocol):
         self.peer_eof = False
         self.parse_failed = False
         self.reading_paused = False
-        self.waiting_writable = False
         self.draining = False
         self.delaying = False  # a fault-delay timer is pending (see _next)
         # Per-request state (parsing)
@@ -149,21 +102,19 @@ class EdgeProtocol(asyncio.Protocol):
         self.header_bytes = 0
         self.conditional = False
         self.saw_connection = False  # a Connection header: the HTTP version decides
-        # The last URL the fast path accepted on this connection, its content id, its token's
-        # expiry, and the worker's tokens_seen it was found in.
-        self.last_target = b""
-        self.last_cid = b""
-        self.last_expiry = 0.0
-        self.last_seen: dict[tuple[bytes, bytes, str], int] | None = None
+        # The URLs the fast path accepted on this connection, each with its content id and its
+        # token's expiry, valid while the worker's tokens_seen is the one they were found in.
+        self.known_targets: dict[bytes, tuple[bytes, float]] = {}
+        self.known_seen: dict[tuple[bytes, bytes, str], int] | None = None
+        self.last_target = b""  # the previous request's URL, and what is known of it
+        self.last_known: tuple[bytes, float] | None = None
         self.began = 0.0  # monotonic time the current request began
         self.reject_status = 0
         self.in_head = False
         self.head_raw = 0  # bytes of a head still unfinished after whole chunks; -1: began now
-        # Per-response state (sending)
-        self.out: deque[Any] = deque()
+        # Per-response state (the bytes themselves are the sender's)
         self.resp_file: OpenFile | None = None
         self.resp_status = 0
-        self.resp_sent = 0
         self.resp_head_len = 0
         self.resp_req: Request | None = None
         self.resp_cid: bytes | None = None  # the content id of a file response
@@ -172,57 +123,41 @@ class EdgeProtocol(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        worker = self.worker
         self.transport = transport
-        stats = worker.stats
-        stats.connections_total += 1
-        if len(worker.connections) >= self.limits.max_connections_per_worker:
-            stats.error("connection_limit")
+        if not self.worker.connection_opened(self):
             transport.close()
             self.closed = True
             return
         sock = transport.get_extra_info("socket")
-        self.sockfd = os.dup(sock.fileno())
-        self.sock = socket.socket(fileno=self.sockfd)
-        self.sock.setblocking(False)
+        self.sender.attach(socket.socket(fileno=os.dup(sock.fileno())))
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = peer[0]
             if self.peer.startswith("::ffff:"):
                 self.peer = self.peer[7:]
-        worker.connections.add(self)
-        stats.connections_open += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         # The parser holds this protocol's callbacks: drop it so that a closed connection is
         # freed by its reference count at once, not left as a cycle for the collector.
         # (asyncio calls connection_lost once, and no parser callback comes after it.)
         del self.parser
-        if self.sock is None:
+        if self.sender.sock is None:
+            self.sender.close()  # refused in connection_made: drop the sender's callback too
             return
         self.closed = True
-        if self.waiting_writable:
-            self.loop.remove_writer(self.sockfd)
-            self.waiting_writable = False
         if self.resp_file is not None:
             if self.out:
                 self.worker.stats.error("client_gone")
             self.resp_file.release()
             self.resp_file = None
-        self.out.clear()
+        self.sender.close()
         self.queue.clear()
-        self.sock.close()
-        self.sock = None
-        worker = self.worker
-        worker.connections.discard(self)
-        worker.stats.connections_open -= 1
-        if worker.draining and not worker.connections:
-            worker.drained.set()
+        self.worker.connection_closed(self)
 
     def eof_received(self) -> bool:
         # The client half-closed: finish what it asked for, then close (RFC 9112 §9.6).
         self.peer_eof = True
-        if self.state == LINGER:
+        if self.state is LINGER:
             self.closed = True
             self.transport.close()
         elif not self.out and not self.queue:
@@ -230,7 +165,7 @@ class EdgeProtocol(asyncio.Protocol):
         return True
 
     def data_received(self, data: bytes) -> None:
-        if self.state == LINGER or self.parse_failed:
+        if self.state is LINGER or self.parse_failed:
             return  # lingering close: discard what the client still sends
         try:
             self.parser.feed_data(data)
@@ -244,6 +179,7 @@ class EdgeProtocol(asyncio.Protocol):
             for item in self.queue:
                 if isinstance(item, Request):
                     item.keep_alive = False
+            self.in_head = False
             self.parse_failed = True
             self._pause_reading()
         except httptools.HttpParserError:
@@ -252,7 +188,7 @@ class EdgeProtocol(asyncio.Protocol):
             # httptools reports a header only once its line ends: bound what a line that never
             # ends makes us buffer (counting whole chunks; the chunk a head began in is not).
             self.head_raw = 0 if self.head_raw < 0 else self.head_raw + len(data)
-            if self.head_raw > self.limits.max_header_bytes:
+            if self.head_raw > self.max_header_bytes:
                 self._fail(431, "request header fields too large")
         if self.queue and not self.out:
             self._next()
@@ -268,39 +204,48 @@ class EdgeProtocol(asyncio.Protocol):
         self.in_head = True
         self.head_raw = -1
         self.began = now = time.monotonic()
-        if not self.out and self.state != LINGER:
+        if not self.out and self.state is not LINGER:
             self.state = PARSING
             self.since = now
 
     def on_url(self, url: bytes) -> None:
         self.url += url
         self.header_bytes += len(url)
-        if self.header_bytes > self.limits.max_header_bytes:
+        if self.header_bytes > self.max_header_bytes:
             self.reject_status = 414
-            raise _Reject
+            raise RejectRequest
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > self.limits.max_header_bytes:
+        if self.header_bytes > self.max_header_bytes:
             self.reject_status = 431
-            raise _Reject
+            raise RejectRequest
         if len(name) not in WANTED_LENGTHS:
             return  # Host, Accept, …: not worth a lower()
         name = name.lower()
-        if name in WANTED:
-            if name[:3] == b"if-":
+        precondition = WANTED.get(name)
+        if precondition is not None:
+            if precondition:
                 self.conditional = True
-            old = self.headers.get(name)
+            headers = self.headers
+            old = headers.get(name)
             # RFC 9110 §5.3: repeated fields combine into one comma-separated list.
-            self.headers[name] = value if old is None else old + b", " + value
+            headers[name] = value if old is None else old + b", " + value
         elif name in CONNECTION_NAMES:
             self.saw_connection = True
 
-    def on_headers_complete(self) -> None:
+    # The head is over when its body begins or the message ends. httptools calls on_body and
+    # on_chunk_header only for requests with a body; on_message_complete clears it for all.
+    # (No on_headers_complete: one callback per request that GETs do not need.)
+    def on_body(self, body: bytes) -> None:
+        self.in_head = False
+
+    def on_chunk_header(self) -> None:
         self.in_head = False
 
     def on_message_complete(self) -> None:
-        if self.state == LINGER or self.closed:
+        self.in_head = False
+        if self.state is LINGER or self.closed:
             return  # closing (Connection: close answered in this same read): RFC 9112 §9.6
         parser = self.parser
         method = parser.get_method()
@@ -310,7 +255,6 @@ class EdgeProtocol(asyncio.Protocol):
         if (
             not queue
             and not self.out
-            and not self.closed
             and method == b"GET"
             and not (self.saw_connection and parser.should_upgrade())
             and not self.worker.delay_s
@@ -335,7 +279,7 @@ class EdgeProtocol(asyncio.Protocol):
 
     def _fail(self, status: int, message: str) -> None:
         """Queue an error reply after the requests already parsed, then close."""
-        if self.state == LINGER or self.closed:
+        if self.state is LINGER or self.closed:
             # Bytes after a `Connection: close` that was answered in this same read: llhttp
             # refuses them, and RFC 9112 §9.6 says to ignore them, not to answer.
             return
@@ -383,7 +327,7 @@ class EdgeProtocol(asyncio.Protocol):
         if not self.out and not self.queue:
             if self.parse_failed or self.peer_eof:
                 self._close()
-            elif self.reading_paused and not self.waiting_writable:
+            elif self.reading_paused and not self.sender.waiting:
                 self.reading_paused = False
                 self.transport.resume_reading()
 
@@ -402,7 +346,7 @@ class EdgeProtocol(asyncio.Protocol):
         if self.resp_file is not None:
             self.resp_file.release()
             self.resp_file = None
-        if self.resp_sent or self.closed:
+        if self.sender.sent or self.closed:
             self._abort()  # part of a response is out: a 500 would corrupt it
             return False
         self.resp_keep_alive = False
@@ -429,29 +373,38 @@ class EdgeProtocol(asyncio.Protocol):
         if has_conditional:
             return False
         worker = self.worker
-        if target == self.last_target and self.last_seen is worker.tokens_seen:
-            # A player asks for many ranges of one URL on one connection: its id and token
-            # were checked for the previous request (a key reload replaces tokens_seen).
-            cid = self.last_cid
-            if self.last_expiry < time.time():
-                return False
+        # A player asks for many ranges of a few URLs on one connection: their ids and tokens
+        # were checked for an earlier request (a key reload replaces tokens_seen).
+        if self.known_seen is not worker.tokens_seen:
+            known = None
+        elif target == self.last_target:
+            known = self.last_known  # the same URL as the previous request: the common case
         else:
+            known = self.known_targets.get(target)
+            self.last_target = target
+            self.last_known = known
+        if known is None:
             path, _, query = target.partition(b"?")
             if path[:3] != b"/c/":
                 return False
             cid = path[3:]
             if CONTENT_ID_B.fullmatch(cid) is None:  # also refuses "/": the path form
                 return False
-            expiry: float = math.inf
-            if worker.keyring is not None:
-                seen = worker.tokens_seen.get((cid, query, self.peer))
-                if seen is None or seen < time.time():
-                    return False
-                expiry = seen
+            expiry = tokencheck.known_expiry(worker, cid, query, self.peer)
+            if not expiry:
+                return False
+            known = (cid, expiry)
+            if len(target) <= KNOWN_TARGET_MAX_BYTES:
+                targets = self.known_targets
+                if self.known_seen is not worker.tokens_seen or len(targets) >= KNOWN_TARGETS_MAX:
+                    self.known_targets = targets = {}
+                    self.known_seen = worker.tokens_seen
+                targets[target] = known
             self.last_target = target
-            self.last_cid = cid
-            self.last_expiry = expiry
-            self.last_seen = worker.tokens_seen
+            self.last_known = known
+        cid, expiry = known
+        if expiry < time.time():
+            return False
         entry = worker.fdcache.hot.get(cid)
         if entry is None:
             raw = worker.view.get_raw(cid)
@@ -475,74 +428,46 @@ class EdgeProtocol(asyncio.Protocol):
             entry.set_date(date)
         rng = headers.get(b"range")
         if rng is None:
-            head = b"%sContent-Length: %d\r\n%s\r\n" % (entry.head200, size, conn)
+            head = HEAD_200 % (entry.head200, size, conn)
             status, offset, count = 200, 0, size
         else:
-            single = SINGLE_RANGE.fullmatch(rng)
+            # What edge.ranges.evaluate answers with one part inside the file (the same
+            # pattern); anything else is the general path's to decide.
+            single = SINGLE_RANGE_BYTES.fullmatch(rng)
             first = -1 if single is None else int(single[1])
             if first < 0 or first >= size:
                 return False
-            last = int(single[2]) if single[2] else size - 1  # type: ignore[index]
+            last_digits = single[2]  # type: ignore[index]
+            last = int(last_digits) if last_digits else size - 1
             if last < first:
                 return False
             if last >= size:
                 last = size - 1
             count = last - first + 1
-            head = b"%sContent-Range: bytes %d-%d/%d\r\nContent-Length: %d\r\n%s\r\n" % (
-                entry.head206,
-                first,
-                last,
-                size,
-                count,
-                conn,
-            )
+            head = HEAD_206 % (entry.head206, first, last, size, count, conn)
             status, offset = 206, first
-        # Send at once: almost always the socket takes it all and the response is done here,
-        # with no output queue. Anything else (EAGAIN, a partial send, an error, no sendfile)
-        # hands the rest to the general pump, which knows how to wait, fall back and fail.
-        sent = 0
+        sender = self.sender
+        sent = sender.send_now(head, entry.fd, offset, count)
         hlen = len(head)
-        if worker.use_sendfile:
-            try:
-                sent = self.sock.send(  # type: ignore[union-attr]
-                    head, _header_flags(count, worker.coalesce_max)
-                )
-                if sent == hlen and count:
-                    sent += os.sendfile(
-                        self.sockfd, entry.fd, offset, min(count, worker.send_chunk)
-                    )
-            except OSError:
-                pass
         if sent == hlen + count:
-            # Done at once, the common case: account for it here (what _response_done does).
-            # resp_sent says "a response is out" should anything below raise (no 500 after it).
-            self.resp_sent = sent
+            # Done at once, the common case. `sent` says "a response is out" should anything
+            # below raise (no 500 after it).
+            sender.sent = sent
             now = time.monotonic()
-            stats = worker.stats
-            counts = stats.requests
-            counts[status] = counts.get(status, 0) + 1
-            stats.bytes_sent += sent
-            seconds = now - (self.began if req is None else req.received)
-            # WorkerStats.observe, inlined: this runs once per request.
-            stats.latency_buckets[
-                0 if seconds <= LATENCY_BUCKETS[0] else bisect_left(LATENCY_BUCKETS, seconds)
-            ] += 1
-            stats.latency_sum += seconds
-            stats.latency_count += 1
-            served = worker.served
-            served[cid] = served.get(cid, 0) + count
-            if worker.access_log is not None:
-                if req is None:
-                    req = self._parsed_request(b"GET", keep_alive)
-                self._log(req, status, count)
+            if req is None and worker.access_log is not None:
+                req = self._parsed_request(b"GET", keep_alive)
+            self._account(
+                status, sent, count, now - (self.began if req is None else req.received), req, cid
+            )
             self.since = now
             self.state = IDLE
-            self.resp_sent = 0
+            sender.sent = 0
             self.resp_req = None  # _next set it for a queued request; it is answered
             if not keep_alive:
                 self.resp_keep_alive = False
                 self._close()
             return True
+        # The sender queued the rest: it goes out from the pump, later if it must.
         if req is None:
             req = self._parsed_request(b"GET", keep_alive)
         self.resp_req = req
@@ -550,17 +475,8 @@ class EdgeProtocol(asyncio.Protocol):
         entry.refs += 1  # the rest is sent later: keep the descriptor open until then
         self.resp_file = entry
         self.resp_status = status
-        self.resp_sent = sent
         self.resp_head_len = hlen
         self.resp_cid = cid
-        out = self.out
-        if sent < hlen:
-            out.append(head[sent:])
-            if count:
-                out.append([offset, count])
-        else:
-            done = sent - hlen
-            out.append([offset + done, count - done])
         self._pump(worker.send_chunk - max(sent - hlen, 0))
         return True
 
@@ -578,206 +494,11 @@ class EdgeProtocol(asyncio.Protocol):
         )
 
     def _handle(self, req: Request) -> None:
-        path, _, query = req.target.partition(b"?")
-        if path.startswith(b"/c/"):
-            if req.method in (b"GET", b"HEAD"):
-                self._serve_content(req, path[3:], query)
-            else:
-                self._reply(405, "method not allowed", ALLOW)
-        elif path == b"/healthz":
-            ok, text = self.worker.health()
-            self._reply(200 if ok else 503, text)
-        elif path == b"/metrics":
-            body = self.worker.render_metrics()
-            self._reply(200, body, content_type=b"Content-Type: text/plain; version=0.0.4\r\n")
-        else:
-            self._reply(404, "not found")
-
-    def _serve_content(self, req: Request, tail: bytes, query: bytes) -> None:
-        worker = self.worker
-        cid, slash, rest = tail.partition(b"/")
-        if CONTENT_ID_B.fullmatch(cid) is None:
-            worker.stats.error("bad_content_id")
-            self._reply(400, "invalid content id")
-            return
-        path_range = None
-        if slash:
-            if not rest.startswith(b"range/"):
-                self._reply(404, "not found")
-                return
-            path_range = ranges.parse_path_range(rest[6:].decode("latin-1"))
-            if path_range is None:
-                self._reply(400, "invalid path range (expected /range/{first}-{last})")
-                return
-        if worker.keyring is not None:
-            # A player fetches many ranges with one URL: a token verified once for this client
-            # is remembered until it expires, so the HMAC is not recomputed per range.
-            expiry = worker.tokens_seen.get((cid, query, self.peer))
-            if (expiry is None or expiry < time.time()) and not self._verify_token(cid, query):
-                return
-        raw = worker.view.get_raw(cid)
-        if raw is None:
-            self._reply(404, "no such content")
-            return
-        try:
-            entry = worker.fdcache.acquire(cid, raw)
-        except FileUnavailable as exc:
-            worker.file_unavailable(cid, exc)
-            self._reply(exc.status, f"content unavailable ({exc.kind})")
-            return
-        self.resp_file = entry
-        self.resp_cid = cid
-        self._file_response(req, entry, path_range)
-
-    def _verify_token(self, cid: bytes, query: bytes) -> bool:
-        worker = self.worker
-        assert worker.keyring is not None
-        params = _query_params(query)
-        err = tokens.verify(
-            worker.keyring,
-            cid.decode(),
-            params,
-            self.peer,
-            require_binding=worker.config.tokens.require_client_binding,
-        )
-        if err is not None:
-            worker.stats.error("token_" + err.name.lower())
-            self._reply(403, err.value)
-            return False
-        seen = worker.tokens_seen
-        if len(seen) >= TOKENS_SEEN_MAX:
-            worker.tokens_seen = seen = {}  # a new object: connections' last_seen goes stale
-        seen[(cid, query, self.peer)] = int(params["e"])
-        return True
-
-    def _file_response(
-        self, req: Request, entry: OpenFile, path_range: tuple[int, int] | None
-    ) -> None:
-        size = entry.record.size
-        base = 0
-        etag = entry.etag
-        block = entry.header_block
-        if path_range is not None:
-            # The path form names a sub-resource: the slice is the representation, with its own
-            # strong validator; a Range header then applies within the slice.
-            first, last = path_range
-            if first >= size:
-                self._reply(416, "range not satisfiable", UNSATISFIED % size)
-                return
-            last = min(last, size - 1)
-            base, size = first, last - first + 1
-            etag = f'"{entry.record.checksum}.{first}-{last}"'
-            block = block.replace(entry.etag.encode(), etag.encode(), 1)
-        headers = req.headers
-        honour_range = True
-        if req.conditional:
-            pre = conditional.Preconditions(*(_opt(headers.get(h)) for h in CONDITIONAL))
-            status, honour_range = conditional.evaluate(pre, etag, entry.last_modified)
-            if status == 304:
-                self._head_only(
-                    304, b"ETag: %s\r\nLast-Modified: %s\r\n" % (etag.encode(), _lm(block))
-                )
-                return
-            if status == 412:
-                self._reply(412, "precondition failed")
-                return
-        range_value = headers.get(b"range")
-        # §14.2: GET is the only method for which range handling is defined; HEAD ignores it.
-        if range_value is None or req.method != b"GET" or not honour_range:
-            decision: ranges.RangeDecision = ranges.FULL
-        else:
-            decision = ranges.evaluate(range_value.decode("latin-1"), size, self.limits.max_ranges)
-        head_only = req.method == b"HEAD"
-        conn = self._connection_header()
-        date = self.worker.date_line
-        if decision is ranges.FULL:
-            head = b"%s%s%s%sContent-Length: %d\r\n%s\r\n" % (
-                STATUS_LINE[200],
-                date,
-                SERVER,
-                block,
-                size,
-                conn,
-            )
-            self._start(200, head, None if head_only else (base, size))
-        elif isinstance(decision, ranges.Satisfiable):
-            parts = decision.ranges
-            if len(parts) == 1:
-                first, last = parts[0]
-                head = b"%s%s%s%sContent-Range: bytes %d-%d/%d\r\nContent-Length: %d\r\n%s\r\n" % (
-                    STATUS_LINE[206],
-                    date,
-                    SERVER,
-                    block,
-                    first,
-                    last,
-                    size,
-                    last - first + 1,
-                    conn,
-                )
-                self._start(206, head, (base + first, last - first + 1))
-            else:
-                self._multipart(entry, block, parts, base, size, conn)
-        elif decision is ranges.EXCESSIVE:
-            # §15.5.17: too many or overlapping ranges are refused (edge.ranges says why).
-            self.worker.stats.error("range_refused")
-            self._reply(416, "too many or overlapping ranges", UNSATISFIED % size)
-        else:
-            self._reply(416, "range not satisfiable", UNSATISFIED % size)
-
-    def _multipart(
-        self,
-        entry: OpenFile,
-        block: bytes,
-        parts: tuple[tuple[int, int], ...],
-        base: int,
-        size: int,
-        conn: bytes,
-    ) -> None:
-        # RFC 9110 §14.6: multipart/byteranges, each part with its own Content-Range.
-        boundary = self.worker.boundary
-        ctype = entry.record.content_type.encode("latin-1")
-        body: list[Any] = []
-        length = 0
-        for first, last in parts:
-            part_head = b"\r\n--%s\r\nContent-Type: %s\r\nContent-Range: bytes %d-%d/%d\r\n\r\n" % (
-                boundary,
-                ctype,
-                first,
-                last,
-                size,
-            )
-            body.append(part_head)
-            body.append([base + first, last - first + 1])
-            length += len(part_head) + last - first + 1
-        tail = b"\r\n--%s--\r\n" % boundary
-        body.append(tail)
-        length += len(tail)
-        # The entry's block names the file's own type; multipart replaces it.
-        block = b"".join(
-            line + b"\r\n"
-            for line in block.split(b"\r\n")
-            if line and not line.startswith(b"Content-Type:")
-        )
-        head = b"".join(
-            (
-                STATUS_LINE[206],
-                self.worker.date_line,
-                SERVER,
-                block,
-                b"Content-Type: multipart/byteranges; boundary=%s\r\n" % boundary,
-                b"Content-Length: %d\r\n" % length,
-                conn,
-                b"\r\n",
-            )
-        )
-        self.resp_status = 206
-        self.resp_sent = 0
-        self.resp_head_len = len(head)
-        self.out.append(head)
-        if self.resp_req is not None and self.resp_req.method == b"HEAD":
-            return
-        self.out.extend(body)
+        """The general path: plan the answer (edge.routes) and hand it to the sender."""
+        answer = routes.answer(self.worker, req, self.peer, self._connection_header())
+        self.resp_file = answer.file
+        self.resp_cid = answer.content_id
+        self._start(answer.response, -1 if answer.file is None else answer.file.fd)
 
     def _connection_header(self) -> bytes:
         req = self.resp_req
@@ -787,190 +508,123 @@ class EdgeProtocol(asyncio.Protocol):
             return KEEP_ALIVE  # HTTP/1.0 persistence must be said (RFC 9112 §9.3)
         return b""
 
-    def _start(self, status: int, head: bytes, body: tuple[int, int] | None) -> None:
-        self.resp_status = status
-        self.resp_sent = 0
-        self.resp_head_len = len(head)
-        self.out.append(head)
-        if body is not None and body[1] > 0:
-            self.out.append([body[0], body[1]])
-
-    def _head_only(self, status: int, extra: bytes) -> None:
-        head = STATUS_LINE[status] + self.worker.date_line + SERVER + extra
-        head += self._connection_header() + b"\r\n"
-        self._start(status, head, None)
-
     def _reply(
-        self,
-        status: int,
-        message: str | bytes,
-        extra: bytes = b"",
-        content_type: bytes = b"Content-Type: text/plain; charset=utf-8\r\n",
+        self, status: int, message: str | bytes, extra: bytes = b"", content_type: bytes = TEXT
     ) -> None:
         """A small generated reply: errors (one line of text), health and metrics."""
-        body = message if isinstance(message, bytes) else (message + "\n").encode()
-        head = simple_head(
+        req = self.resp_req
+        response = plan_reply(
             status,
-            len(body),
+            message,
             self.worker.date_line,
             self._connection_header(),
+            req is not None and req.method == b"HEAD",
             extra,
             content_type,
         )
-        self.resp_status = status
-        self.resp_sent = 0
-        self.resp_head_len = len(head)
-        if self.resp_req is not None and self.resp_req.method == b"HEAD":
-            self.out.append(head)
-        else:
-            self.out.append(head + body)
+        self._start(response, -1)
+
+    def _start(self, response: Response, fd: int) -> None:
+        """Hand a planned response to the sender (the pump sends it)."""
+        if response.error is not None:
+            self.worker.stats.error(response.error)
+        self.resp_status = response.status
+        self.resp_head_len = len(response.head)
+        self.sender.start(response.head, response.body, fd)
 
     # -- output -------------------------------------------------------------------------
 
     def _pump(self, budget: int = -1) -> None:
-        """Write queued output until done, the socket is full, or *budget* body bytes (default
-        `limits.send_chunk_bytes`) went out in this call: then the rest waits for the next
-        loop turn, behind every other ready connection (one fast reader, or a slow reader
-        with an empty socket buffer, never holds the worker for more than one chunk)."""
-        out = self.out
-        sock = self.sock
-        if sock is None or self.closed:
+        """Let the sender write; it stops when done, when the socket is full, or after
+        *budget* body bytes (default `limits.send_chunk_bytes`) in this loop turn."""
+        if self.closed:
             return
-        worker = self.worker
-        if budget < 0:
-            budget = worker.send_chunk
-        while out:
-            if budget <= 0:
-                self._wait_writable()
-                return
-            chunk = out[0]
-            if chunk.__class__ is list:
-                offset, count = chunk
-                fd = self.resp_file.fd  # type: ignore[union-attr]
-                try:
-                    if worker.use_sendfile:
-                        n = os.sendfile(self.sockfd, fd, offset, min(count, budget))
-                    else:
-                        data = os.pread(fd, min(count, FALLBACK_CHUNK, budget), offset)
-                        if not data:
-                            n = 0
-                        else:
-                            n = sock.send(data)  # a partial send advances the chunk below
-                except BlockingIOError:
-                    self._wait_writable()
-                    return
-                except OSError as exc:
-                    if exc.errno in _NO_SENDFILE and worker.use_sendfile:
-                        worker.sendfile_unsupported(exc)
-                        continue
-                    self._send_failed(exc)
-                    return
-                if n == 0:
-                    # The file is shorter than its index record: never pad or lie, cut off;
-                    # forget the descriptor so the next request reopens it (and gets a 503).
-                    worker.stats.error("short_file")
-                    worker.fdcache.invalidate(self.resp_file.record.content_id.encode())  # type: ignore[union-attr]
-                    self._abort()
-                    return
-                self.resp_sent += n
-                budget -= n
-                if n == count:
-                    out.popleft()
-                else:
-                    chunk[0] = offset + n
-                    chunk[1] = count - n
-            else:
-                try:
-                    n = sock.send(chunk, self._send_flags())
-                except BlockingIOError:
-                    self._wait_writable()
-                    return
-                except OSError as exc:
-                    self._send_failed(exc)
-                    return
-                self.resp_sent += n
-                if n == len(chunk):
-                    out.popleft()
-                else:
-                    out[0] = chunk[n:]
-        self._response_done()
-
-    def _send_flags(self) -> int:
-        """MSG_MORE when a small file chunk follows, so header and body share a segment."""
-        out = self.out
-        if len(out) < 2:
-            return 0
-        follower = out[1]
-        if follower.__class__ is not list:
-            return MSG_MORE  # a multipart part header: always worth coalescing
-        return _header_flags(follower[1], self.worker.coalesce_max)
-
-    def _wait_writable(self) -> None:
-        self.since = time.monotonic()  # send_timeout_s counts from the last progress
-        if not self.waiting_writable:
-            self.waiting_writable = True
-            self.loop.add_writer(self.sockfd, self._on_writable)
+        result = self.sender.pump(budget)
+        if result == DONE:
+            self._response_done()
+        elif result == BLOCKED:
+            self.since = time.monotonic()  # send_timeout_s counts from the last progress
             self._pause_reading()
+        else:
+            self._send_failed()
 
     def _on_writable(self) -> None:
-        # The writer stays registered while the response still has bytes to go: registering
-        # and unregistering per EAGAIN costs several epoll_ctl calls each time.
+        # The sender's writer callback: the socket drained.
         self._pump()
         if not self.out:
-            if self.waiting_writable:
-                self.waiting_writable = False
-                self.loop.remove_writer(self.sockfd)
             self._next()
 
-    def _send_failed(self, exc: OSError) -> None:
-        if exc.errno in (errno.EPIPE, errno.ECONNRESET):
-            self.worker.stats.error("client_gone")
-        else:
-            self.worker.stats.error("send_error")
+    def _send_failed(self) -> None:
+        kind = self.sender.error
+        self.worker.stats.error(kind)
+        if kind == "short_file" and self.resp_file is not None:
+            # The file is shorter than its index record: forget the descriptor so the next
+            # request reopens it (and gets a 503).
+            self.worker.fdcache.invalidate(self.resp_file.record.content_id.encode())
         self._abort()
 
     def _response_done(self) -> None:
         now = time.monotonic()
-        worker = self.worker
         req = self.resp_req
-        status = self.resp_status
-        if req is not None:
-            worker.stats.observe(status, self.resp_sent, now - req.received)
-            if worker.access_log is not None:
-                self._log(req, status, self.resp_sent - self.resp_head_len)
-        else:
-            worker.stats.observe(status, self.resp_sent, 0.0)
-        cid = self.resp_cid
-        if cid is not None:
-            if status in (200, 206):
-                served = worker.served
-                served[cid] = served.get(cid, 0) + self.resp_sent - self.resp_head_len
-            self.resp_cid = None
+        sent = self.sender.sent
+        self._account(
+            self.resp_status,
+            sent,
+            sent - self.resp_head_len,
+            0.0 if req is None else now - req.received,
+            req,
+            self.resp_cid,
+        )
+        self.resp_cid = None
         if self.resp_file is not None:
             self.resp_file.release()
             self.resp_file = None
         self.resp_req = None
-        self.resp_sent = 0
+        self.sender.sent = 0
         self.since = now
         self.state = IDLE
         if not self.resp_keep_alive:
             self._close()
 
-    def _log(self, req: Request, status: int, body_bytes: int) -> None:
-        headers = req.headers
-        self.worker.access_log.buffer.append(  # type: ignore[union-attr]
-            (
-                self.peer,
-                time.time(),
-                req.method,
-                req.target,
-                status,
-                body_bytes,
-                headers.get(b"referer", b""),
-                headers.get(b"user-agent", b""),
-                req.minor,
+    def _account(
+        self,
+        status: int,
+        sent: int,
+        body_bytes: int,
+        seconds: float,
+        req: Request | None,
+        cid: bytes | None,
+    ) -> None:
+        """Count one finished response, for every path: metrics, popularity, access log."""
+        worker = self.worker
+        stats = worker.stats
+        counts = stats.requests
+        counts[status] = counts.get(status, 0) + 1
+        stats.bytes_sent += sent
+        # WorkerStats.observe, inlined: this runs once per request.
+        stats.latency_buckets[
+            0 if seconds <= LATENCY_BUCKETS[0] else bisect_left(LATENCY_BUCKETS, seconds)
+        ] += 1
+        stats.latency_sum += seconds
+        stats.latency_count += 1
+        if cid is not None and status in (200, 206):
+            served = worker.served
+            served[cid] = served.get(cid, 0) + body_bytes
+        if req is not None and worker.access_log is not None:
+            headers = req.headers
+            worker.access_log.buffer.append(
+                (
+                    self.peer,
+                    time.time(),
+                    req.method,
+                    req.target,
+                    status,
+                    body_bytes,
+                    headers.get(b"referer", b""),
+                    headers.get(b"user-agent", b""),
+                    req.minor,
+                )
             )
-        )
 
     # -- closing ------------------------------------------------------------------------
 
@@ -983,18 +637,16 @@ class EdgeProtocol(asyncio.Protocol):
         """Close after everything was sent: half-close, then linger to drain the client's
         pipelined bytes, so the kernel does not answer them with a RST that destroys the
         reply in flight (the "lingering close" of RFC 9112 §9.6)."""
-        if self.closed or self.state == LINGER:
+        if self.closed or self.state is LINGER:
             return
-        if self.peer_eof or self.sock is None:
+        if self.peer_eof or self.sender.sock is None:
             self.closed = True
             self.transport.close()
             return
         self.state = LINGER
         self.since = time.monotonic()
         self.queue.clear()
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
+        if not self.sender.shutdown_write():
             self.closed = True
             self.transport.close()
             return
@@ -1005,10 +657,7 @@ class EdgeProtocol(asyncio.Protocol):
     def _abort(self) -> None:
         if not self.closed:
             self.closed = True
-            self.out.clear()
-            if self.waiting_writable:  # a late writable callback must not "finish" it
-                self.waiting_writable = False
-                self.loop.remove_writer(self.sockfd)
+            self.sender.stop()
             self.transport.abort()
 
     def expire(self, now: float) -> None:
@@ -1017,7 +666,7 @@ class EdgeProtocol(asyncio.Protocol):
             return
         limits = self.limits
         elapsed = now - self.since
-        if self.state == LINGER:
+        if self.state is LINGER:
             if elapsed > LINGER_S:
                 self.closed = True
                 self.transport.close()
@@ -1025,7 +674,7 @@ class EdgeProtocol(asyncio.Protocol):
             if elapsed > limits.send_timeout_s:
                 self.worker.stats.error("send_timeout")
                 self._abort()
-        elif self.state == PARSING and (self.in_head or not self.queue):
+        elif self.state is PARSING and (self.in_head or not self.queue):
             # (A complete request waiting in the queue, e.g. held by the fault-delay switch,
             # is not a slow header.)
             if elapsed > limits.header_timeout_s:
@@ -1040,29 +689,5 @@ class EdgeProtocol(asyncio.Protocol):
         """The worker is stopping: close when idle, else after the response in flight."""
         self.draining = True
         self.resp_keep_alive = False
-        if not self.out and not self.queue and self.state != PARSING:
+        if not self.out and not self.queue and self.state is not PARSING:
             self._close()
-
-
-def _header_flags(body_bytes: int, coalesce_max: int) -> int:
-    """MSG_MORE (header and body in one segment) for a body of 1..coalesce_max bytes."""
-    return MSG_MORE if 0 < body_bytes <= coalesce_max else 0
-
-
-def _opt(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("latin-1")
-
-
-def _lm(block: bytes) -> bytes:
-    start = block.index(b"Last-Modified: ") + 15
-    return block[start : block.index(b"\r\n", start)]
-
-
-def _query_params(query: bytes) -> dict[str, str]:
-    params: dict[str, str] = {}
-    if query:
-        for pair in query.split(b"&"):
-            name, _, value = pair.partition(b"=")
-            if name in (b"e", b"k", b"t", b"p"):
-                params[name.decode("latin-1")] = value.decode("latin-1")
-    return params

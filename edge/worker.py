@@ -32,6 +32,7 @@ from edge.metrics import (
 )
 from edge.popularity import spool_dir, write_spool
 from edge.server import EdgeProtocol
+from edge.server_state import Connection
 from edgefleet.models import ContentRecord
 from edgefleet.tokens import Keyring, KeyringError
 
@@ -101,7 +102,7 @@ class Worker:
         if previous is not None:
             self.stats.resume_from(previous)
         self.access_log = AccessLog(config.access_log) if config.access_log else None
-        self.connections: set[EdgeProtocol] = set()
+        self.connections: set[Connection] = set()
         self.draining = False
         self.drained = asyncio.Event()
         self.use_sendfile = config.sendfile and os.environ.get("EDGEFLEET_NO_SENDFILE") != "1"
@@ -111,7 +112,7 @@ class Worker:
         self.date_line = b""
         self._unavailable_logged: set[bytes] = set()
         self._timer: asyncio.TimerHandle | None = None
-        self._sweep: list[EdgeProtocol] = []  # the connections of this second's sweep
+        self._sweep: list[Connection] = []  # the connections of this second's sweep
         self._sweep_at = 0
         self._gc_started = 0.0
         self._update_date()
@@ -208,7 +209,25 @@ class Worker:
             return
         self.served = {}
 
-    # -- hooks for the protocol ---------------------------------------------------------
+    # -- hooks for the protocol (edge.server_state.ServerState) ---------------------------
+
+    def connection_opened(self, conn: Connection) -> bool:
+        """Count a new connection; False when this worker is full (the caller closes it)."""
+        stats = self.stats
+        stats.connections_total += 1
+        if len(self.connections) >= self.config.limits.max_connections_per_worker:
+            stats.error("connection_limit")
+            return False
+        self.connections.add(conn)
+        stats.connections_open += 1
+        return True
+
+    def connection_closed(self, conn: Connection) -> None:
+        """Forget a closed connection; the last one ends a drain."""
+        self.connections.discard(conn)
+        self.stats.connections_open -= 1
+        if self.draining and not self.connections:
+            self.drained.set()
 
     def health(self) -> tuple[bool, str]:
         """(serving?, one line) for /healthz."""

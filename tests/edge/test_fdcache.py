@@ -86,6 +86,8 @@ def test_entry_carries_the_response_validators(app: Appliance) -> None:
     entry = app.acquire(cache, "a.mp4")
     assert entry.etag == f'"{rec.checksum}"'
     assert entry.last_modified == rec.install_time
+    assert entry.last_modified_http == format_http_date(rec.install_time).encode()
+    assert entry.content_type == b"video/mp4"
     assert (
         entry.header_block
         == (

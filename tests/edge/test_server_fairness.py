@@ -1,7 +1,7 @@
 """One connection's body goes out at most `limits.send_chunk_bytes` per event-loop turn (the
-pump in edge/server.py): a reader with an empty socket buffer, fast or slow, never holds the
-worker for more than one chunk while other clients wait. A real TCP pair on 127.0.0.1 and a
-real file; the worker is reduced to the attributes the pump reads."""
+sender's pump, edge/sender.py, driven by the connection in edge/server.py): a reader with an empty
+socket buffer, fast or slow, never holds the worker for more than one chunk while other clients
+wait. A real TCP pair on 127.0.0.1 and a real file; the worker is the typed fake."""
 
 from __future__ import annotations
 
@@ -10,24 +10,15 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
 from edge.config import LimitsConfig
-from edge.metrics import WorkerStats
-from edge.server import EdgeProtocol
+from edge.plan import FileSpan
+from tests.edge.fakeworker import FakeWorker, connect
 
 CHUNK = 64 * 1024
 SIZE = 4 << 20
-
-
-class _Transport:
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
-    def close(self) -> None: ...
-    def abort(self) -> None: ...
 
 
 class _File:
@@ -65,27 +56,23 @@ def test_a_body_goes_out_one_chunk_per_loop_turn(
     fd = os.open(path, os.O_RDONLY)
     loop = asyncio.new_event_loop()
     try:
-        worker: Any = SimpleNamespace(
-            loop=loop,
-            config=SimpleNamespace(limits=LimitsConfig(send_chunk_bytes=CHUNK)),
-            send_chunk=CHUNK,
+        worker = FakeWorker(
+            loop,
+            tmp_path,
+            limits=LimitsConfig(send_chunk_bytes=CHUNK),
             use_sendfile=use_sendfile,
-            stats=WorkerStats(),
-            access_log=None,
-            served={},
         )
-        proto = EdgeProtocol(worker)
-        proto.transport = _Transport()
-        proto.sock, proto.sockfd = server, server.fileno()
+        proto, _ = connect(worker, server)
+        sender = proto.sender
         body = _File(fd)
         proto.resp_file = body  # type: ignore[assignment]
         proto.resp_status = 200
-        proto.out.append([0, SIZE])
+        sender.start(b"", (FileSpan(0, SIZE),), fd)
 
         proto._pump()
         # One chunk, though the socket would have taken megabytes; the rest waits its turn.
-        assert proto.resp_sent == CHUNK
-        assert proto.waiting_writable and proto.out
+        assert sender.sent == CHUNK
+        assert sender.waiting and proto.out
 
         got = bytearray()
         turns = 0
@@ -107,16 +94,17 @@ def test_a_body_goes_out_one_chunk_per_loop_turn(
             nonlocal turns
             while proto.out and turns < 10_000:
                 turns += 1
-                sent = proto.resp_sent
+                sent = sender.sent
                 await asyncio.sleep(0)
-                assert proto.resp_sent - sent <= CHUNK  # never more than a chunk per turn
+                assert sender.sent - sent <= CHUNK  # never more than a chunk per turn
             await complete.wait()
 
         loop.run_until_complete(asyncio.wait_for(finish(), 30))
         loop.remove_reader(client.fileno())
         assert bytes(got) == data
         assert turns >= SIZE // CHUNK - 2  # it took a turn per chunk, give or take the ends
-        assert body.released and not proto.waiting_writable
+        assert body.released and not sender.waiting
+        proto.connection_lost(None)
     finally:
         loop.close()
         os.close(fd)

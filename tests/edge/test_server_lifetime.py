@@ -4,31 +4,19 @@ and the live edge reports the pauses the collector does cause."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import socket
 import time
 import weakref
 from collections.abc import Iterator
-from types import SimpleNamespace
-from typing import Any
+from pathlib import Path
 
 import pytest
 
-from edge.config import LimitsConfig
-from edge.metrics import WorkerStats
-from edge.server import EdgeProtocol
 from tests.edge.edgeproc import EdgeProcess
+from tests.edge.fakeworker import FakeWorker, connect
 from tests.edge.probes import scrape, wait_until
-
-
-class _Transport:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-
-    def get_extra_info(self, name: str) -> Any:
-        return {"socket": self.sock, "peername": ("127.0.0.1", 40000)}[name]
-
-    def close(self) -> None: ...
 
 
 @pytest.fixture
@@ -40,22 +28,18 @@ def no_gc() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("no_gc")
-def test_a_closed_connection_is_freed_without_the_collector() -> None:
+def test_a_closed_connection_is_freed_without_the_collector(tmp_path: Path) -> None:
     a, b = socket.socketpair()
-    worker: Any = SimpleNamespace(
-        loop=None,
-        config=SimpleNamespace(limits=LimitsConfig()),
-        stats=WorkerStats(),
-        connections=set(),
-        draining=False,
-    )
-    proto = EdgeProtocol(worker)
-    proto.connection_made(_Transport(a))
+    loop = asyncio.new_event_loop()
+    worker = FakeWorker(loop, tmp_path)
+    proto, _ = connect(worker, a)
     gone = weakref.ref(proto)
     proto.connection_lost(None)
     del proto
-    assert gone() is None  # freed at once: no protocol <-> parser cycle left behind
+    # Freed at once: no protocol <-> parser or protocol <-> sender cycle left behind.
+    assert gone() is None
     assert worker.stats.connections_open == 0
+    loop.close()
     a.close()
     b.close()
 
