@@ -23,6 +23,7 @@ from edge.plan import representation_headers
 from edge.responses import SERVER, STATUS_LINE
 from edgefleet.models import ContentRecord
 
+_CONFIRM_TRIES = 3  # a file replaced three times during one open is refused (503), not chased
 _GEN_AT_16 = struct.Struct("<Q")  # a record's generation sits at byte 16 (see edge.index)
 
 
@@ -94,9 +95,16 @@ class OpenFile:
 class FdCache:
     """An LRU of `OpenFile`s by content id; `resolve_path` maps a record to its file path."""
 
-    def __init__(self, capacity: int, resolve_path: Callable[[ContentRecord], str]) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        resolve_path: Callable[[ContentRecord], str],
+        current_record: Callable[[bytes], bytes | None] | None = None,
+    ) -> None:
         self.capacity = max(1, capacity)
         self._resolve = resolve_path
+        # The index as it is now (a fresh read, not the worker's view): see `_confirmed`.
+        self._current_record = current_record
         self._entries: OrderedDict[bytes, OpenFile] = OrderedDict()
         # Entries already checked against the index view in use, each holding a reference of
         # its own: the fast path's whole lookup is one dictionary get. Emptied whenever the
@@ -119,7 +127,10 @@ class FdCache:
                 return entry
             self._drop(key)
         record = decode(key.decode(), raw_record)
-        entry = OpenFile(self._open(record), record)
+        fd = self._open(record)
+        if self._current_record is not None:
+            fd, record = self._confirmed(key, fd, record)
+        entry = OpenFile(fd, record)
         self._entries[key] = entry
         if len(self._entries) > self.capacity:
             self._drop(next(iter(self._entries)))
@@ -163,6 +174,27 @@ class FdCache:
         if hot is not None:
             hot.release()
         self._entries.pop(key).release()
+
+    def _confirmed(self, key: bytes, fd: int, record: ContentRecord) -> tuple[int, ContentRecord]:
+        """*fd* and the record its bytes belong to, proven by reading the index after the open.
+
+        The worker's view of the index is refreshed once a second, so *record* may already be
+        replaced: a file re-imported or re-fetched at the same path would then pair the view's
+        record (size, ETag) with the new bytes. `edge.store.place_file` drops the old record
+        before it renames the new file into place, so a record still current after the open
+        proves that the open found that record's bytes; a newer one is opened and proven in
+        turn. Costs one short read transaction per cache miss, none per hit."""
+        for _ in range(_CONFIRM_TRIES):
+            raw = self._current_record(key) if self._current_record is not None else None
+            if raw is not None and _GEN_AT_16.unpack_from(raw, 16)[0] == record.generation:
+                return fd, record
+            os.close(fd)
+            if raw is None:  # removed, or being replaced right now: not servable as indexed
+                raise FileUnavailable(404, "replaced", f"{key.decode()}: no longer indexed")
+            record = decode(key.decode(), raw)
+            fd = self._open(record)
+        os.close(fd)
+        raise FileUnavailable(503, "replaced", f"{key.decode()}: replaced while being opened")
 
     def _open(self, record: ContentRecord) -> int:
         try:

@@ -342,8 +342,10 @@ class ReadView:
 
     A content id missing from the view refreshes it and looks again, so a newly installed file
     is visible at once; a replaced or removed record may be seen as it was for up to one refresh
-    interval, which is safe because the fill agent removes files from disk only after a grace
-    period, and a replaced file's old bytes stay readable through the descriptor already open.
+    interval. That is safe: the fill agent removes files from disk only after a grace period, a
+    replaced file's old bytes stay readable through a descriptor already open, and a file opened
+    anew is proven against the index as it is now (`edge.fdcache.FdCache._confirmed`), so a
+    stale record never labels a replacement's bytes.
     """
 
     def __init__(self, index: ContentIndex) -> None:

@@ -79,7 +79,7 @@ class Worker:
         self.view = self.index.read_view()
         self.disks: dict[str, Disk] = {}
         self.disk_state: list[tuple[str, str, int | None, int | None]] = []
-        self.fdcache = FdCache(config.fd_cache_size, self._path_of)
+        self.fdcache = FdCache(config.fd_cache_size, self._path_of, self.index.get_raw)
         self.view.on_refresh = self.fdcache.view_changed
         self.check_disks()
         self.keyring: Keyring | None = None

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from edge.disks import Disk, open_disk
 from edge.fdcache import FdCache, FileUnavailable, OpenFile
@@ -50,6 +51,10 @@ def app(tmp_path: Path) -> Iterator[Appliance]:
     appliance = Appliance(tmp_path)
     yield appliance
     appliance.index.close()
+
+
+def digest(data: bytes) -> str:
+    return xxhash.xxh3_128(data).hexdigest()
 
 
 def is_open(fd: int) -> bool:
@@ -273,3 +278,60 @@ def test_an_in_flight_reference_outlives_the_hot_one(app: Appliance) -> None:
     assert is_open(entry.fd)
     entry.release()
     assert not is_open(entry.fd)
+
+
+# -- a file replaced after the worker's view was read ---------------------------------------
+
+
+def confirming_cache(app: Appliance, capacity: int = 8) -> FdCache:
+    """The cache as a worker builds it: opens proven against the index as it is now."""
+    return FdCache(capacity, app.resolve, app.index.get_raw)
+
+
+def test_a_file_replaced_since_the_view_opens_with_its_new_record(app: Appliance) -> None:
+    old, new = os.urandom(4096), os.urandom(4096)  # same size: the size check cannot tell
+    app.install("a.mp4", old)
+    stale = app.raw("a.mp4")  # what a worker's view (refreshed once a second) still says
+    app.install("a.mp4", new)
+    entry = confirming_cache(app).acquire(b"a.mp4", stale)
+    try:
+        assert os.pread(entry.fd, 8192, 0) == new
+        assert entry.etag == f'"{digest(new)}"'  # never the old record's ETag on new bytes
+    finally:
+        entry.release()
+
+
+def test_without_the_proof_the_stale_record_would_label_the_new_bytes(app: Appliance) -> None:
+    """Why the proof exists: the same sequence through a cache that trusts the view."""
+    old, new = os.urandom(4096), os.urandom(4096)
+    app.install("a.mp4", old)
+    stale = app.raw("a.mp4")
+    app.install("a.mp4", new)
+    entry = app.cache().acquire(b"a.mp4", stale)
+    try:
+        assert os.pread(entry.fd, 8192, 0) == new and entry.etag == f'"{digest(old)}"'
+    finally:
+        entry.release()
+
+
+def test_a_file_removed_from_the_index_since_the_view_is_not_served(app: Appliance) -> None:
+    app.install("a.mp4", os.urandom(4096))
+    stale = app.raw("a.mp4")
+    app.index.delete("a.mp4")
+    with pytest.raises(FileUnavailable) as caught:
+        confirming_cache(app).acquire(b"a.mp4", stale)
+    assert (caught.value.status, caught.value.kind) == (404, "replaced")
+
+
+def test_a_hit_costs_no_index_read(app: Appliance) -> None:
+    reads: list[bytes] = []
+
+    def counting(key: bytes) -> bytes | None:
+        reads.append(key)
+        return app.index.get_raw(key)
+
+    app.install("a.mp4", os.urandom(4096))
+    cache = FdCache(8, app.resolve, counting)
+    for _ in range(3):
+        app.acquire(cache, "a.mp4").release()
+    assert reads == [b"a.mp4"]  # the miss only
