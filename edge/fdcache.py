@@ -121,15 +121,18 @@ class FdCache:
         """
         entry = self._entries.get(key)
         if entry is not None:
-            if entry.generation == _GEN_AT_16.unpack_from(raw_record, 16)[0]:
+            # Generations only grow: an entry newer than the view was proven against a newer
+            # index (`_open_current`) and stays good until the view catches up.
+            if entry.generation >= _GEN_AT_16.unpack_from(raw_record, 16)[0]:
                 self._entries.move_to_end(key)
                 entry.refs += 1
                 return entry
             self._drop(key)
         record = decode(key.decode(), raw_record)
-        fd = self._open(record)
-        if self._current_record is not None:
-            fd, record = self._confirmed(key, fd, record)
+        if self._current_record is None:
+            fd = self._checked(record, *self._open(record))
+        else:
+            fd, record = self._open_current(key, record)
         entry = OpenFile(fd, record)
         self._entries[key] = entry
         if len(self._entries) > self.capacity:
@@ -143,7 +146,7 @@ class FdCache:
         taken for the caller: `hot` holds one until the view changes, so a caller that is done
         before returning to the event loop needs none (take one to keep it longer)."""
         entry = self._entries.get(key)
-        if entry is None or entry.generation != _GEN_AT_16.unpack_from(raw_record, 16)[0]:
+        if entry is None or entry.generation < _GEN_AT_16.unpack_from(raw_record, 16)[0]:
             return None
         self._entries.move_to_end(key)
         if key not in self.hot:
@@ -175,8 +178,9 @@ class FdCache:
             hot.release()
         self._entries.pop(key).release()
 
-    def _confirmed(self, key: bytes, fd: int, record: ContentRecord) -> tuple[int, ContentRecord]:
-        """*fd* and the record its bytes belong to, proven by reading the index after the open.
+    def _open_current(self, key: bytes, record: ContentRecord) -> tuple[int, ContentRecord]:
+        """An open descriptor of *key*'s file and the record its bytes belong to, proven by
+        reading the index after the open.
 
         The worker's view of the index is refreshed once a second, so *record* may already be
         replaced: a file re-imported or re-fetched at the same path would then pair the view's
@@ -185,18 +189,22 @@ class FdCache:
         proves that the open found that record's bytes; a newer one is opened and proven in
         turn. Costs one short read transaction per cache miss, none per hit."""
         for _ in range(_CONFIRM_TRIES):
-            raw = self._current_record(key) if self._current_record is not None else None
+            fd, size = self._open(record)
+            try:
+                raw = self._current_record(key) if self._current_record is not None else None
+            except BaseException:
+                os.close(fd)
+                raise
             if raw is not None and _GEN_AT_16.unpack_from(raw, 16)[0] == record.generation:
-                return fd, record
+                return self._checked(record, fd, size), record
             os.close(fd)
             if raw is None:  # removed, or being replaced right now: not servable as indexed
                 raise FileUnavailable(404, "replaced", f"{key.decode()}: no longer indexed")
             record = decode(key.decode(), raw)
-            fd = self._open(record)
-        os.close(fd)
         raise FileUnavailable(503, "replaced", f"{key.decode()}: replaced while being opened")
 
-    def _open(self, record: ContentRecord) -> int:
+    def _open(self, record: ContentRecord) -> tuple[int, int]:
+        """The file's descriptor and its size on disk."""
         try:
             path = self._resolve(record)
         except KeyError:
@@ -210,14 +218,18 @@ class FdCache:
         except OSError as exc:
             raise FileUnavailable(503, "disk_error", f"{path}: {exc.strerror}") from None
         try:
-            size = os.fstat(fd).st_size
+            return fd, os.fstat(fd).st_size
         except OSError as exc:
             os.close(fd)
             raise FileUnavailable(503, "disk_error", f"{path}: {exc.strerror}") from None
+
+    def _checked(self, record: ContentRecord, fd: int, size: int) -> int:
+        """*fd*, whose file is whole: a half-written or truncated file is never served."""
         if size != record.size:
-            # A half-written or truncated file must never be served as if whole.
             os.close(fd)
             raise FileUnavailable(
-                503, "size_mismatch", f"{path}: {size} bytes on disk, {record.size} indexed"
+                503,
+                "size_mismatch",
+                f"{self._resolve(record)}: {size} bytes on disk, {record.size} indexed",
             )
         return fd

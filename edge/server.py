@@ -91,6 +91,7 @@ class EdgeProtocol(asyncio.Protocol):
         self.state = IDLE
         self.since = time.monotonic()  # when the current state began
         self.closed = False
+        self.opened = False  # counted by the worker: connection_lost must uncount it
         self.peer_eof = False
         self.parse_failed = False
         self.reading_paused = False
@@ -128,6 +129,7 @@ class EdgeProtocol(asyncio.Protocol):
             transport.close()
             self.closed = True
             return
+        self.opened = True  # from here on, connection_lost uncounts it whatever fails next
         sock = transport.get_extra_info("socket")
         self.sender.attach(socket.socket(fileno=os.dup(sock.fileno())))
         peer = transport.get_extra_info("peername")
@@ -141,7 +143,7 @@ class EdgeProtocol(asyncio.Protocol):
         # freed by its reference count at once, not left as a cycle for the collector.
         # (asyncio calls connection_lost once, and no parser callback comes after it.)
         del self.parser
-        if self.sender.sock is None:
+        if not self.opened:
             self.sender.close()  # refused in connection_made: drop the sender's callback too
             return
         self.closed = True
@@ -394,11 +396,14 @@ class EdgeProtocol(asyncio.Protocol):
             if not expiry:
                 return False
             known = (cid, expiry)
+            targets = self.known_targets
+            if self.known_seen is not worker.tokens_seen:
+                self.known_targets = targets = {}
+                self.known_seen = worker.tokens_seen
+            # A longer URL is remembered as the last one only (it repeats on its connection).
             if len(target) <= KNOWN_TARGET_MAX_BYTES:
-                targets = self.known_targets
-                if self.known_seen is not worker.tokens_seen or len(targets) >= KNOWN_TARGETS_MAX:
+                if len(targets) >= KNOWN_TARGETS_MAX:
                     self.known_targets = targets = {}
-                    self.known_seen = worker.tokens_seen
                 targets[target] = known
             self.last_target = target
             self.last_known = known

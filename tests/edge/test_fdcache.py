@@ -335,3 +335,63 @@ def test_a_hit_costs_no_index_read(app: Appliance) -> None:
     for _ in range(3):
         app.acquire(cache, "a.mp4").release()
     assert reads == [b"a.mp4"]  # the miss only
+
+
+def test_a_file_replaced_by_one_of_another_size_opens_with_its_new_record(
+    app: Appliance,
+) -> None:
+    """Not a torn file (503 size_mismatch): the view's record is merely older than the file."""
+    app.install("a.mp4", os.urandom(4096))
+    stale = app.raw("a.mp4")
+    new = os.urandom(5000)
+    app.install("a.mp4", new)
+    entry = confirming_cache(app).acquire(b"a.mp4", stale)
+    try:
+        assert entry.size == 5000 and os.pread(entry.fd, 8192, 0) == new
+    finally:
+        entry.release()
+
+
+def test_a_torn_file_is_still_refused_when_its_record_is_current(app: Appliance) -> None:
+    record = app.install("a.mp4", os.urandom(4096))
+    os.truncate(app.resolve(record), 100)
+    with pytest.raises(FileUnavailable) as caught:
+        app.acquire(confirming_cache(app), "a.mp4")
+    assert (caught.value.status, caught.value.kind) == (503, "size_mismatch")
+
+
+def test_an_index_that_fails_while_proving_an_open_leaks_no_descriptor(app: Appliance) -> None:
+    app.install("a.mp4", os.urandom(4096))
+
+    def failing(key: bytes) -> bytes | None:
+        raise OSError("MDB_READERS_FULL")
+
+    cache = FdCache(8, app.resolve, failing)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(OSError, match="READERS_FULL"):
+            app.acquire(cache, "a.mp4")
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_an_entry_proven_newer_than_the_view_is_kept_until_the_view_catches_up(
+    app: Appliance,
+) -> None:
+    app.install("a.mp4", os.urandom(4096))
+    stale = app.raw("a.mp4")
+    app.install("a.mp4", os.urandom(4096))
+    reads: list[bytes] = []
+
+    def counting(key: bytes) -> bytes | None:
+        reads.append(key)
+        return app.index.get_raw(key)
+
+    cache = FdCache(8, app.resolve, counting)
+    first = cache.acquire(b"a.mp4", stale)
+    proofs = len(reads)  # the stale record disproven, then the current one proven
+    # The view still says the old generation: the newer entry serves, with no reopen.
+    again = cache.acquire(b"a.mp4", stale)
+    assert again is first and cache.current(b"a.mp4", stale) is first
+    assert (proofs, len(reads)) == (2, 2)
+    first.release()
+    again.release()

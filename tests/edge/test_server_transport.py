@@ -8,19 +8,23 @@ behaviour through a whole edge process; these run in milliseconds and can see in
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import pytest
 
+from edge import tokencheck
 from edge.sender import PlainSender
-from edge.server import IDLE, LINGER
+from edge.server import IDLE, LINGER, EdgeProtocol
 from edgefleet.tokens import Keyring, new_key, signed_query
 from tests.edge.edgeproc import ResponseReader
-from tests.edge.fakeworker import FakeWorker, connect
+from tests.edge.fakeworker import FakeTransport, FakeWorker, connect
 
 DATA = os.urandom(100_000)
 
@@ -284,5 +288,55 @@ def test_verified_urls_are_remembered_per_connection_within_bounds(
             assert client.get(get(f"/c/blob?{queries[-1]}", "Range: bytes=0-9"))[0] == 206
         assert len(worker.tokens_seen) == 1
         assert list(client.proto.known_targets) == [f"/c/blob?{queries[-1]}".encode()]
+    finally:
+        client.close()
+
+
+def test_a_connection_whose_dup_fails_is_uncounted_when_lost(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of descriptors (EMFILE, a hostile-client flood): the connection asyncio gave up on
+    must not keep a slot of max_connections_per_worker, nor hold a drain open, for ever."""
+    worker = FakeWorker(loop, tmp_path)
+    server, client = socket.socketpair()
+
+    def no_descriptors(fd: int) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    proto = EdgeProtocol(worker)
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "dup", no_descriptors)
+        with pytest.raises(OSError):
+            proto.connection_made(FakeTransport(server))
+    proto.connection_lost(None)  # what asyncio does after a failed connection_made
+    assert worker.connections == set() and worker.stats.connections_open == 0
+    server.close()
+    client.close()
+
+
+def test_a_long_url_is_checked_once_per_connection_not_per_request(
+    loop: asyncio.AbstractEventLoop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL longer than the per-connection memory takes is still remembered as the last one:
+    a player repeating it for every range costs one token lookup, not one per request."""
+    ring = Keyring(keys={"k1": bytes.fromhex(new_key())}, current="k1")
+    worker = FakeWorker(loop, tmp_path, keyring=ring)
+    worker.add_file("blob", DATA)
+    lookups: list[bytes] = []
+    real = tokencheck.known_expiry
+
+    def counted(w: Any, cid: bytes, query: bytes, peer: str) -> float:
+        lookups.append(cid)
+        return real(w, cid, query, peer)
+
+    monkeypatch.setattr(tokencheck, "known_expiry", counted)
+    client = Client(worker)
+    try:
+        long_url = f"/c/blob?{signed_query(ring, 'blob', int(time.time()) + 60)}&pad={'a' * 600}"
+        for i in range(5):
+            rng = f"Range: bytes={i}-{i + 9}"
+            assert client.get(get(long_url, rng)) == (206, mock.ANY, DATA[i : i + 10])
+        # The general path verified it, the fast path looked it up once, then remembered it.
+        assert len(lookups) == 3, lookups
     finally:
         client.close()
