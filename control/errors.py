@@ -39,6 +39,7 @@ class ApiError(Exception):
             status=self.status,
             headers=self.headers,
             content_type="application/json",
+            charset="utf-8",
         )
 
 

@@ -17,7 +17,7 @@ from control.errors import ApiError, invalid, read_json
 from control.service import CONTROL
 from edgefleet.etags import none_match
 from edgefleet.fleet import FieldError
-from edgefleet.heartbeat import Heartbeat, Registration
+from edgefleet.heartbeat import Heartbeat, Registration, UnnamedFieldError
 
 log = logging.getLogger("edgefleet.control")
 
@@ -43,6 +43,8 @@ async def heartbeat(request: web.Request) -> web.Response:
     try:
         hb = Heartbeat.from_json(await read_json(request))
     except FieldError as exc:
+        if isinstance(exc, UnnamedFieldError):
+            log.warning("heartbeat from %s: unexpected parse failure: %s", name, exc)
         raise invalid(exc) from None
     reply = ctl.registry.heartbeat(name, hb, ctl.clock())
     if hb.served:

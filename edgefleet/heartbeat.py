@@ -33,6 +33,11 @@ MAX_REGISTER_CHARS = 200
 MAX_EPOCH_CHARS = 64
 
 
+class UnnamedFieldError(FieldError):
+    """A bad document the parser failed to name a field for: a gap in the parser, which the
+    receiving side answers like any FieldError (422) and also logs, so that it gets fixed."""
+
+
 class ReportedState(StrEnum):
     """What an appliance says about itself in a heartbeat."""
 
@@ -343,7 +348,7 @@ class Heartbeat:
             raise
         except (TypeError, ValueError, OverflowError) as exc:
             # Every bad input should have been named above; never let one escape as a 500.
-            raise FieldError("$", f"invalid heartbeat: {exc}", prefix_field=False) from None
+            raise UnnamedFieldError("$", f"invalid heartbeat: {exc}", prefix_field=False) from None
 
     @classmethod
     def _from_json(cls, doc: Any) -> Heartbeat:

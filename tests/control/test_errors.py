@@ -89,5 +89,6 @@ def test_one_404_and_field_errors_as_422() -> None:
         "health.cpu",
         "health.cpu: must be a finite number",
     )
-    body = json.loads(ApiError(401, "missing bearer token").response().text or "")
-    assert body == {"error": "missing bearer token", "field": None}
+    response = ApiError(401, "missing bearer token").response()
+    assert json.loads(response.text or "") == {"error": "missing bearer token", "field": None}
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"

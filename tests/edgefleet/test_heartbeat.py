@@ -23,6 +23,7 @@ from edgefleet.heartbeat import (
     RegisterReply,
     Registration,
     ReportedState,
+    UnnamedFieldError,
 )
 from edgefleet.models import CONTENT_ID_RE
 
@@ -210,3 +211,18 @@ def test_the_reporters_body_is_the_documented_one() -> None:
     assert "served" not in hb.to_json()
     reg = Registration(software="0.1.0", base_url="http://h:1", inventory_epoch="e")
     assert reg.to_json() == {"software": "0.1.0", "base_url": "http://h:1", "inventory_epoch": "e"}
+
+
+def test_a_bad_document_the_parser_fails_to_name_is_still_a_field_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gap in the parser is answered 422 naming `$`, and is marked so control logs it."""
+
+    def gap(doc: object) -> Heartbeat:
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setattr(Heartbeat, "_from_json", gap)
+    with pytest.raises(UnnamedFieldError) as caught:
+        Heartbeat.from_json({})
+    assert isinstance(caught.value, FieldError) and caught.value.field == "$"
+    assert str(caught.value) == "invalid heartbeat: unhashable type: 'list'"
