@@ -103,7 +103,7 @@ class FdCache:
     ) -> None:
         self.capacity = max(1, capacity)
         self._resolve = resolve_path
-        # The index as it is now (a fresh read, not the worker's view): see `_confirmed`.
+        # The index as it is now (a fresh read, not the worker's view): see `_open_current`.
         self._current_record = current_record
         self._entries: OrderedDict[bytes, OpenFile] = OrderedDict()
         # Entries already checked against the index view in use, each holding a reference of

@@ -344,7 +344,7 @@ class ReadView:
     is visible at once; a replaced or removed record may be seen as it was for up to one refresh
     interval. That is safe: the fill agent removes files from disk only after a grace period, a
     replaced file's old bytes stay readable through a descriptor already open, and a file opened
-    anew is proven against the index as it is now (`edge.fdcache.FdCache._confirmed`), so a
+    anew is proven against the index as it is now (`edge.fdcache.FdCache._open_current`), so a
     stale record never labels a replacement's bytes.
     """
 

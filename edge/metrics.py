@@ -23,18 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 
-# The runtime directory's files are edge.runtime's; these names stay importable from here for
-# the modules that read them alongside the metrics (edge.worker, edge.reporter).
-from edge.runtime import (
-    FillStatus,
-    fill_status_file,
-    keeper_file,
-    read_json,
-    read_worker_snapshots,
-    supervisor_file,
-    worker_file,
-    write_json_atomic,
-)
+from edge.runtime import FillStatus
 
 # Request latency buckets in seconds: from a page-cache hit to a slow client.
 GC_GENERATIONS = 3  # CPython's cyclic collector: len(gc.get_count())
@@ -303,21 +292,3 @@ def render(collector: EdgeCollector) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     return generate_latest(registry)
-
-
-__all__ = [
-    "GC_GENERATIONS",
-    "LATENCY_BUCKETS",
-    "EdgeCollector",
-    "WorkerStats",
-    "fill_metrics",
-    "fill_status_file",
-    "keeper_file",
-    "keeper_metrics",
-    "read_json",
-    "read_worker_snapshots",
-    "render",
-    "supervisor_file",
-    "worker_file",
-    "write_json_atomic",
-]

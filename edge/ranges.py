@@ -21,7 +21,7 @@ Choices where RFC 9110 lets a server decide (documented in docs/edge.md too):
   "because the client has requested an excessive number of small or overlapping ranges (a
   potential denial of service attack)". nginx and Apache ignore such a header and send the
   whole file instead; for an edge of multi-gigabyte videos that turns a few kilobytes of
-  request into the whole file on the wire (bench/hostile.py measured a client reconnecting
+  request into the whole file on the wire (bench/hostile/ measured a client reconnecting
   after each answer keeping both workers at ~58 % CPU), and no player ever sends one.
   A header with more hyphens than `max_ranges` is refused unread, whatever else it holds.
 - A position of more than 19 digits (past 2**63) makes the spec invalid, so the header is
@@ -122,7 +122,7 @@ def evaluate(value: str | None, length: int, max_ranges: int = DEFAULT_MAX_RANGE
     if value.count("-") > max_ranges and value[:6].lower() == "bytes=":
         # Every range-spec holds exactly one "-": more dashes than max_ranges means too many
         # specs (or invalid syntax): refused without parsing a hostile list of thousands
-        # (bench/hostile.py sends 1,100 overlapping ranges). §14.2 allows rejecting either.
+        # (bench/hostile/ sends 1,100 overlapping ranges). §14.2 allows rejecting either.
         return EXCESSIVE
     specs = parse(value)
     if specs is None:

@@ -29,8 +29,8 @@ import psutil
 from edge.config import EdgeConfig
 from edge.disks import DiskError, open_disk
 from edge.index import ContentIndex
-from edge.metrics import keeper_file, read_json, read_worker_snapshots
 from edge.popularity import Spool, spool_dir
+from edge.runtime import keeper_file, read_json, read_worker_snapshots
 from edgefleet import __version__
 from edgefleet.errors import parse_error_body
 from edgefleet.fleet import load_secret, role_token

@@ -18,19 +18,17 @@ from edge.disks import Disk, DiskError, open_disk
 from edge.fdcache import FdCache, FileUnavailable
 from edge.httpdate import format_http_date
 from edge.index import ContentIndex
-from edge.metrics import (
-    EdgeCollector,
-    WorkerStats,
+from edge.metrics import EdgeCollector, WorkerStats, render
+from edge.popularity import spool_dir, write_spool
+from edge.runtime import (
     fill_status_file,
     keeper_file,
     read_json,
     read_worker_snapshots,
-    render,
     supervisor_file,
     worker_file,
     write_json_atomic,
 )
-from edge.popularity import spool_dir, write_spool
 from edge.server import EdgeProtocol
 from edge.server_state import Connection
 from edgefleet.models import ContentRecord
@@ -128,7 +126,7 @@ class Worker:
         self.view.refresh()
         # Timeouts are checked in SWEEP_SLICES slices spread over the second, not all at once:
         # with thousands of connections open a single pass would stall every response behind
-        # it once a second (measured by bench/hostile.py: p99 x5 with 6,500 connections).
+        # it once a second (measured by bench/hostile/: p99 x5 with 6,500 connections).
         self._sweep = list(self.connections)
         self._sweep_at = 0
         self._sweep_step()

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from edge.diskwatch import FAULT_FILE, DiskWatch, ids_to_remove
 from edge.index import ContentIndex, NewFile
-from edge.metrics import keeper_file
+from edge.runtime import keeper_file
 from tests.control.controlproc import ControlFiles, ControlProcess
 from tests.edge.edgeproc import EdgeProcess, request
 

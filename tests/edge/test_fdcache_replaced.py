@@ -1,7 +1,7 @@
 """A live edge while a file it serves is re-imported at the same path: every 200 carries the
 bytes its ETag names, even on a cache miss right after the replacement, while the worker's
 view of the index (refreshed once a second) still holds the old record (edge/fdcache.py,
-`FdCache._confirmed`, and edge/store.py's guard)."""
+`FdCache._open_current`, and edge/store.py's guard)."""
 
 from __future__ import annotations
 
