@@ -185,7 +185,7 @@ class Fleet:
             self.restart_control(self.control_port())
         for name in self.edges:
             if not self.procs[name].alive():
-                stop(self.procs[name])  # reaps it and anything left of its process group
+                stop(self.procs[name])  # reaps it and closes its stdout
                 self.start_edge(name)
 
     def start_all(self) -> Fleet:
