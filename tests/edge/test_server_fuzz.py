@@ -420,13 +420,6 @@ def check(responses: list[Response], by_etag: dict[str, bytes]) -> None:
 # -- the test -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tally(edge: EdgeProcess) -> Iterator[Tally]:
-    result = Tally("edge", workers=edge.workers())
-    yield result
-    result.print_if_asked()
-
-
 QUERIES = all_queries(KEYRING)  # valid for an hour from import
 
 
@@ -436,24 +429,33 @@ def sent(draw: st.DrawFn) -> tuple[bytes, tuple[bytes, ...]]:
     return draw(chunked(draw(request_bytes(QUERIES, sorted(BY_ETAG)))))
 
 
-@FUZZ
-@given(pieces=sent())
-def test_fuzzed_requests_get_well_formed_answers(
-    edge: EdgeProcess, tally: Tally, pieces: tuple[bytes, tuple[bytes, ...]]
-) -> None:
-    first, rest = pieces
-    raw = first + b"".join(rest)
-    stream, reset = exchange(edge.port, first, chunks=rest)
-    responses = split_responses(stream, head_possible=b"HEAD" in raw.upper())
-    tally.cases += 1
-    tally.statuses.update(r.status for r in responses)
-    tally.silent_closes += not responses
-    tally.resets += reset
-    check(responses, BY_ETAG)
-    assert edge.proc is not None and edge.proc.poll() is None, edge.stderr()[-2000:]
+def test_fuzzed_requests_get_well_formed_answers(edge: EdgeProcess) -> None:
+    """The fuzzing, then the survival check on the same edge: one test, so that the check
+    always follows fuzzing whatever order the tests run in."""
+    tally = Tally("edge", workers=edge.workers())
+
+    @FUZZ
+    @given(pieces=sent())
+    def fuzz_one(pieces: tuple[bytes, tuple[bytes, ...]]) -> None:
+        first, rest = pieces
+        raw = first + b"".join(rest)
+        stream, reset = exchange(edge.port, first, chunks=rest)
+        responses = split_responses(stream, head_possible=b"HEAD" in raw.upper())
+        tally.cases += 1
+        tally.statuses.update(r.status for r in responses)
+        tally.silent_closes += not responses
+        tally.resets += reset
+        check(responses, BY_ETAG)
+        assert edge.proc is not None and edge.proc.poll() is None, edge.stderr()[-2000:]
+
+    try:
+        fuzz_one()
+    finally:
+        tally.print_if_asked()
+    assert_edge_survived_fuzzing_and_still_serves(edge, tally)
 
 
-def test_edge_survived_fuzzing_and_still_serves(edge: EdgeProcess, tally: Tally) -> None:
+def assert_edge_survived_fuzzing_and_still_serves(edge: EdgeProcess, tally: Tally) -> None:
     """After the fuzzing: the first worker is still the one serving, no internal error was
     counted (a 500 or an aborted response), and a normal request gets the right bytes."""
     assert tally.cases > 0

@@ -220,12 +220,18 @@ def test_healthz_and_metrics(edge: EdgeProcess) -> None:
     status, _, body = request(edge.port, "/healthz")
     assert (status, body) == (200, b"serving\n")
     request(edge.port, edge.url("blob.bin"), {"Range": "bytes=0-99"})
+    # This test's own token error, so the errors line does not depend on test_tokens.
+    assert request(edge.port, "/c/blob.bin")[0] == 403
     deadline = time.monotonic() + 10
     text = ""
     while time.monotonic() < deadline:  # workers publish their counters once a second
         _, headers, raw = request(edge.port, "/metrics")
         text = raw.decode()
-        if 'edgefleet_edge_requests_total{code="206"}' in text and "worker_restarts" in text:
+        if (
+            'edgefleet_edge_requests_total{code="206"}' in text
+            and 'edgefleet_edge_errors_total{kind="token_' in text
+            and "worker_restarts" in text
+        ):
             break
         time.sleep(0.2)
     assert headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -253,9 +259,11 @@ def test_other_methods_are_405(edge: EdgeProcess) -> None:
             assert headers["allow"] == "GET, HEAD"
 
 
-def test_corrupt_index_record_is_500_and_the_worker_survives(edge: EdgeProcess) -> None:
+def test_corrupt_index_record_is_500_and_the_worker_survives(edge_factory: Any) -> None:
+    """On an edge of its own: the record it adds would change the module edge's index_files."""
     import lmdb
 
+    edge = edge_factory({"movie.mp4": VIDEO, "blob.bin": DATA}, workers=2)
     env = lmdb.open(str(edge.root / "index"), max_dbs=4)
     try:
         with env.begin(write=True) as txn:

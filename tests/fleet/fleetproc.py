@@ -171,6 +171,23 @@ class Fleet:
         self.procs["steering"] = proc
         return proc
 
+    def restart_control(self, port: int) -> Proc:
+        """Start control again on *port*, the one the edges and steering were given."""
+        conf = self.root / "control.toml"
+        args = ["control", "serve", "-c", str(conf), "--port", str(port)]
+        proc = start("control", args, self.root / "control.log")
+        self.procs["control"] = proc
+        return proc
+
+    def restart_stopped(self) -> None:
+        """Start again what a test stopped or killed: control (on its port), then edges."""
+        if not self.procs["control"].alive():
+            self.restart_control(self.control_port())
+        for name in self.edges:
+            if not self.procs[name].alive():
+                stop(self.procs[name])  # reaps it and closes its stdout
+                self.start_edge(name)
+
     def start_all(self) -> Fleet:
         self.start_control()
         for name in self.edges:

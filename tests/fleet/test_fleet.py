@@ -1,7 +1,9 @@
 """The whole fleet on loopback: control + steering + 3 edges in 2 sites, as real processes.
 
-The order of the tests is the story of a day: players are steered to their own site, an
-operator drains an appliance, control restarts, a machine dies.
+The tests tell the story of a day: players are steered to their own site, an operator
+drains an appliance, control restarts, a machine dies. Each stands alone, in any order: a test
+that drains, restarts or kills part of the fleet uses `restored`, which starts again what it
+stopped and waits until steering lists every appliance again.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fleet.fleetproc import Fleet, start, stop, wait_until
+from tests.fleet.fleetproc import Fleet, stop, wait_until
 
 A, B, C = os.urandom(200_000), os.urandom(50_000), os.urandom(10_000)
 AMS_CLIENT, LON_CLIENT, NOWHERE = "127.0.0.1", "127.0.0.200", "10.9.9.9"
@@ -33,15 +35,35 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     )
     try:
         f.start_all()
-        wait_until(lambda: len(appliances_for(f, AMS_CLIENT, "a.bin")) == 3, 30, "fleet up")
+        wait_until(lambda: steered_as_at_start(f), 30, "fleet up")
         yield f
     finally:
         f.stop_all()
 
 
+@pytest.fixture
+def restored(fleet: Fleet) -> Iterator[Fleet]:
+    """The fleet, for a test that drains, kills or restarts part of it: afterwards whatever
+    it stopped is started again and every drain is cleared, and the test ends only when
+    steering answers as it did at the start, so the next test finds the fleet whole."""
+    yield fleet
+    fleet.restart_stopped()
+    for appliance in fleet.admin("GET", "/v1/appliances")["appliances"]:
+        if appliance["admin_drain"]:
+            fleet.admin("POST", f"/v1/appliances/{appliance['name']}/drain", {"drain": False})
+    wait_until(lambda: steered_as_at_start(fleet), 30, "the whole fleet back in steering")
+
+
 def appliances_for(fleet: Fleet, client: str, cid: str) -> list[str]:
     result = fleet.steer(client, [cid])["results"][0]
     return [u["appliance"] for u in result["urls"]]
+
+
+def steered_as_at_start(fleet: Fleet) -> bool:
+    """Steering lists every appliance for the content it holds (none drained or down)."""
+    a, b = fleet.steer(AMS_CLIENT, ["a.bin", "b.bin"])["results"]
+    listed = [sorted(u["appliance"] for u in result["urls"]) for result in (a, b)]
+    return listed == [["ams1-a", "ams1-b", "lon1-a"], ["ams1-a", "lon1-a"]]
 
 
 def test_players_are_steered_to_their_own_site_first(fleet: Fleet) -> None:
@@ -72,6 +94,7 @@ def test_the_urls_play(fleet: Fleet) -> None:
             assert resp.read() == A[1000:2000]
 
 
+@pytest.mark.usefixtures("restored")
 def test_drained_appliance_gets_no_new_clients(fleet: Fleet) -> None:
     assert fleet.admin("POST", "/v1/appliances/ams1-b/drain", {"drain": True})["drain"] is True
     wait_until(lambda: "ams1-b" not in appliances_for(fleet, AMS_CLIENT, "a.bin"), 10, "drain")
@@ -79,6 +102,7 @@ def test_drained_appliance_gets_no_new_clients(fleet: Fleet) -> None:
     wait_until(lambda: "ams1-b" in appliances_for(fleet, AMS_CLIENT, "a.bin"), 10, "undrain")
 
 
+@pytest.mark.usefixtures("restored")
 def test_steering_survives_a_control_restart(fleet: Fleet) -> None:
     control = fleet.procs["control"]
     port = fleet.control_port()
@@ -87,11 +111,7 @@ def test_steering_survives_a_control_restart(fleet: Fleet) -> None:
     for _ in range(5):
         assert len(appliances_for(fleet, AMS_CLIENT, "a.bin")) == 3
         time.sleep(fleet.snapshot_s)
-    conf = fleet.root / "control.toml"
-    restarted = start(
-        "control", ["control", "serve", "-c", str(conf), "--port", str(port)], control.log
-    )
-    fleet.procs["control"] = restarted
+    fleet.restart_control(port)
 
     def recovered() -> bool:
         view = fleet.admin("GET", "/v1/appliances")["appliances"]
@@ -104,6 +124,7 @@ def test_steering_survives_a_control_restart(fleet: Fleet) -> None:
     assert snapshot["contents"]["b.bin"] == [0, 2]  # ams1-a and lon1-a, relearned
 
 
+@pytest.mark.usefixtures("restored")
 def test_a_dead_appliance_leaves_steering_within_the_bound(fleet: Fleet) -> None:
     edge = fleet.procs["ams1-a"]
     os.killpg(edge.popen.pid, signal.SIGKILL)  # the machine dies: no goodbye heartbeat
@@ -123,10 +144,13 @@ def test_a_dead_appliance_leaves_steering_within_the_bound(fleet: Fleet) -> None
     edge.popen.wait(10)
 
 
+@pytest.mark.usefixtures("restored")
 def test_content_miss_and_health_miss(fleet: Fleet) -> None:
-    # ams1 never held c.bin: a content miss. a.bin is still local on ams1-b until it dies too.
+    # ams1 never held c.bin: a content miss. a.bin is local on ams1 until both its
+    # appliances die: then ams1 holds it only on appliances that are down, a health miss.
     assert fleet.steer(AMS_CLIENT, ["c.bin"])["results"][0]["class"] == "content_miss"
     assert fleet.steer(AMS_CLIENT, ["a.bin"])["results"][0]["class"] == "local"
+    stop(fleet.procs["ams1-a"], signal.SIGKILL)
     stop(fleet.procs["ams1-b"], signal.SIGKILL)
     wait_until(
         lambda: fleet.steer(AMS_CLIENT, ["a.bin"])["results"][0]["class"] == "health_miss",

@@ -212,30 +212,32 @@ def check(resp: Response) -> None:
                     assert url["url"].startswith("http") and "t=" in url["url"]
 
 
-@pytest.fixture(scope="module")
-def tally() -> Iterator[Tally]:
-    result = Tally("steering")
-    yield result
-    result.print_if_asked()
+def test_fuzzed_steering_requests_never_get_5xx(steering: int) -> None:
+    """The fuzzing, then the survival check on the same process: one test, so that the check
+    always follows fuzzing whatever order the tests run in."""
+    tally = Tally("steering")
+
+    @FUZZ
+    @given(case=st.one_of(post(), post(), get(), get(), RAW))
+    def fuzz_one(case: tuple[bytes, bool]) -> None:
+        raw, half_close = case
+        stream, reset = exchange(steering, raw, half_close=half_close)
+        responses = split_responses(stream, head_possible=b"HEAD" in raw.upper())
+        tally.cases += 1
+        tally.statuses.update(r.status for r in responses)
+        tally.silent_closes += not responses
+        tally.resets += reset
+        for resp in responses:
+            check(resp)
+
+    try:
+        fuzz_one()
+    finally:
+        tally.print_if_asked()
+    assert_steering_still_answers_after_fuzzing(steering, tally)
 
 
-@FUZZ
-@given(case=st.one_of(post(), post(), get(), get(), RAW))
-def test_fuzzed_steering_requests_never_get_5xx(
-    steering: int, tally: Tally, case: tuple[bytes, bool]
-) -> None:
-    raw, half_close = case
-    stream, reset = exchange(steering, raw, half_close=half_close)
-    responses = split_responses(stream, head_possible=b"HEAD" in raw.upper())
-    tally.cases += 1
-    tally.statuses.update(r.status for r in responses)
-    tally.silent_closes += not responses
-    tally.resets += reset
-    for resp in responses:
-        check(resp)
-
-
-def test_steering_still_answers_after_fuzzing(steering: int, tally: Tally) -> None:
+def assert_steering_still_answers_after_fuzzing(steering: int, tally: Tally) -> None:
     assert tally.cases > 0
     body = json.dumps({"client_ip": "198.51.100.7", "content_ids": ["both.mp4"]}).encode()
     raw = (
