@@ -144,7 +144,13 @@ def test_a_request_held_by_the_delay_switch_is_not_a_slow_header(
     (the held request once counted as a header timeout and got a 408 after its answer)."""
     edge = edge_factory({"small.bin": SMALL}, extra_config="[limits]\nheader_timeout_s = 1\n")
     (edge.root / "run" / "fault-delay-ms").write_text("2500\n")
-    time.sleep(1.5)  # the switch is read once a second
+
+    def held_back() -> bool:  # the switch is read once a second: wait until it is in force
+        start = time.monotonic()
+        assert request(edge.port, edge.url("small.bin"))[0] == 200
+        return time.monotonic() - start >= 2.5
+
+    wait_until(held_back, 10, "responses to be held back 2.5 s")
     with edge.connect() as sock:
         reader = ResponseReader(sock)
         sock.sendall(f"GET {edge.url('small.bin')} HTTP/1.1\r\nHost: e\r\n\r\n".encode())
