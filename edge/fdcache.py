@@ -132,7 +132,7 @@ class FdCache:
         if self._current_record is None:
             fd = self._checked(record, *self._open(record))
         else:
-            fd, record = self._open_current(key, record)
+            fd, record = self._open_current(key, record, self._current_record)
         entry = OpenFile(fd, record)
         self._entries[key] = entry
         if len(self._entries) > self.capacity:
@@ -178,7 +178,9 @@ class FdCache:
             hot.release()
         self._entries.pop(key).release()
 
-    def _open_current(self, key: bytes, record: ContentRecord) -> tuple[int, ContentRecord]:
+    def _open_current(
+        self, key: bytes, record: ContentRecord, current_record: Callable[[bytes], bytes | None]
+    ) -> tuple[int, ContentRecord]:
         """An open descriptor of *key*'s file and the record its bytes belong to, proven by
         reading the index after the open.
 
@@ -191,7 +193,7 @@ class FdCache:
         for _ in range(_CONFIRM_TRIES):
             fd, size = self._open(record)
             try:
-                raw = self._current_record(key) if self._current_record is not None else None
+                raw = current_record(key)
             except BaseException:
                 os.close(fd)
                 raise
